@@ -1,0 +1,74 @@
+"""Readers: each lists light-weight :class:`Item` s first (labels, patients, lesions), then decodes pixels.
+
+Listing before decoding lets ingest count classes, size normal-tissue patches from the lesion sizes and
+fail on a bad label before spending time on pixels. Registry: ``READERS[name](source_cfg) -> list[Item]``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from pipeline.errors import DataError
+
+
+@dataclass
+class ItemLesion:
+    """A lesion as given by the source: x = column; y from the top, or from the bottom (mini-MIAS)."""
+
+    x: float
+    y: float
+    radius: float
+    label: str
+    y_from_bottom: bool = False
+    where: str = ""  # file:line for error messages
+
+
+@dataclass
+class Item:
+    path: Path
+    label: str
+    patient: str
+    image_id: str
+    lesions: list[ItemLesion] = field(default_factory=list)
+    # decodes the pixels: (channels) -> float32 (H, W) or (H, W, 3) in [0, 1]
+    loader: Optional[Callable[[int], np.ndarray]] = None
+    unlocated: bool = False  # abnormal but without a usable position (mini-MIAS '*NOTE 3*')
+
+    def load(self, channels: int) -> np.ndarray:
+        assert self.loader is not None
+        return self.loader(channels)
+
+
+def patient_key(raw: str, pattern: Optional[str], where: str) -> str:
+    """Apply ``patient_pattern`` (first group) to a raw id; without a pattern the raw id is the patient."""
+    if not pattern:
+        return raw
+    m = re.search(pattern, raw)
+    if not m:
+        raise DataError(f"{where}: patient id does not match patient_pattern {pattern!r}; "
+                        "fix the pattern in params.yaml (source.patient_pattern) or the id")
+    return m.group(1) if m.groups() else m.group(0)
+
+
+def canonical_label(raw: str) -> str:
+    """Lower-case, spaces to underscores; CBIS-DDSM's BENIGN_WITHOUT_CALLBACK counts as benign."""
+    label = raw.strip().lower().replace(" ", "_")
+    return "benign" if label == "benign_without_callback" else label
+
+
+def _registry() -> dict[str, Callable]:
+    from pipeline.data.readers.dicom import list_dicom
+    from pipeline.data.readers.folder import list_folder
+    from pipeline.data.readers.manifest import list_manifest
+    from pipeline.data.readers.mias import list_mias
+
+    return {"mias": list_mias, "dicom": list_dicom, "folder": list_folder, "manifest": list_manifest}
+
+
+def list_items(source) -> list[Item]:
+    """List the items of a :class:`pipeline.config.SourceConfig` with the reader it names."""
+    return _registry()[source.reader](source)

@@ -1,0 +1,188 @@
+"""DICOM: modality LUT, then VOI LUT or window, MONOCHROME1 inverted, 8-16 bit, compressed syntaxes.
+
+Labels come from a CBIS-DDSM style CSV (``patient_id, pathology, image_path`` and optionally a lesion
+``x, y, radius`` or an ``roi_mask_path``) or from the names of the folders holding the files.
+Patient ids only group images; ingest replaces them by salted hashes before anything is written.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi
+
+from pipeline.data.imageio import read_image, to_channels
+from pipeline.data.readers import Item, ItemLesion, canonical_label, patient_key
+from pipeline.errors import DataError
+
+# CBIS-DDSM's own column names are accepted beside the short ones.
+ALIASES = {
+    "patient_id": ("patient_id", "patient id"),
+    "pathology": ("pathology", "label"),
+    "image_path": ("image_path", "image file path", "path"),
+    "roi_mask_path": ("roi_mask_path", "roi mask file path"),
+}
+
+
+def dicom_to_unit(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+    """Decode a DICOM to float32 in [0, 1] as a reader would view it (dense tissue bright)."""
+    if "PixelData" not in ds:
+        raise DataError(f"{path}: DICOM has no pixel data (PixelData tag missing); is it a structured report "
+                        "or a DICOMDIR? remove it from the image folder")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422"):
+        raise DataError(f"{path}: photometric interpretation {photometric!r} is not supported; convert the "
+                        "file to MONOCHROME2 or RGB")
+    try:
+        arr = ds.pixel_array
+    except NotImplementedError as exc:
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "unknown"
+        raise DataError(f"{path}: cannot decode transfer syntax {syntax} ({exc}); install its pydicom "
+                        "plugin (pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls) or decompress the file") from None
+    except (ValueError, AttributeError, KeyError, EOFError, OSError) as exc:
+        raise DataError(f"{path}: pixel data cannot be decoded ({exc}); the file is truncated or corrupt: "
+                        "re-export it") from None
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        arr = arr[0]  # multi-frame: the first frame (tomosynthesis users should pick a slice upstream)
+    if arr.ndim == 3:  # colour: pydicom returns RGB for YBR by default
+        return arr.astype(np.float32) / float(2 ** int(ds.BitsStored) - 1)
+    values = apply_modality_lut(arr, ds).astype(np.float64)
+    out = _voi_to_unit(values, ds)
+    if photometric == "MONOCHROME1":
+        out = 1.0 - out  # low values are bright in MONOCHROME1: invert after the LUTs
+    return out.astype(np.float32)
+
+
+def _first(value) -> float:
+    return float(value[0]) if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else float(value)
+
+
+def _voi_to_unit(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """VOI LUT Sequence, else window centre/width (LINEAR or SIGMOID), else the image's own range."""
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        item = ds.VOILUTSequence[0]
+        out = apply_voi(values, ds, index=0)
+        out_bits = int(item.LUTDescriptor[2])
+        return np.clip(out / float(2 ** out_bits - 1), 0.0, 1.0)
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        center, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 1.0)
+        if str(ds.get("VOILUTFunction", "LINEAR")).upper() == "SIGMOID":
+            return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+        # DICOM PS3.3 C.11.2.1.2.1 linear window
+        return np.clip((values - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5, 0.0, 1.0)
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+
+def read_dicom(path: Path, channels: int) -> np.ndarray:
+    return to_channels(dicom_to_unit(_dcmread(path), path), channels)
+
+
+def _dcmread(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; check image_path in the CSV or the folder")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes); re-copy it or remove it")
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        raise DataError(f"{path}: not a DICOM file (no DICM preamble); remove it or fix its extension") from None
+    except Exception as exc:  # pydicom raises many types for a damaged header
+        raise DataError(f"{path}: DICOM header cannot be read ({type(exc).__name__}: {exc}); the file is "
+                        "truncated or corrupt: re-export it") from None
+
+
+def _column(header: list[str], name: str, csv_path: Path, required: bool = True) -> str | None:
+    lower = {h.strip().lower(): h for h in header}
+    for alias in ALIASES.get(name, (name,)):
+        if alias in lower:
+            return lower[alias]
+    if required:
+        raise DataError(f"{csv_path}: column {name!r} missing (have {header}); add it or rename the column")
+    return None
+
+
+def _mask_lesion(mask_path: Path, label: str, where: str) -> ItemLesion:
+    """Centre and equivalent radius of an ROI mask (DICOM or image), in the mask's pixel grid."""
+    mask = read_dicom(mask_path, 1) if mask_path.suffix.lower() == ".dcm" else read_image(mask_path, 1)
+    rows, cols = np.nonzero(mask > 0.5)
+    if rows.size == 0:
+        raise DataError(f"{mask_path}: ROI mask is empty; fix the mask or remove the row ({where})")
+    radius = float(np.sqrt(rows.size / np.pi))
+    return ItemLesion(x=float(cols.mean()), y=float(rows.mean()), radius=radius, label=label, where=where)
+
+
+def _list_from_csv(source, csv_path: Path) -> list[Item]:
+    if not csv_path.is_file():
+        raise DataError(f"{csv_path}: labels CSV not found; fix source.labels_csv in params.yaml")
+    base = csv_path.parent
+    with csv_path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        c_pid, c_lab, c_img = (_column(header, n, csv_path) for n in ("patient_id", "pathology", "image_path"))
+        c_roi = _column(header, "roi_mask_path", csv_path, required=False)
+        has_xyr = all(_column(header, n, csv_path, required=False) for n in ("x", "y", "radius"))
+        by_image: dict[str, Item] = {}
+        for lineno, row in enumerate(reader, start=2):
+            where = f"{csv_path} line {lineno}"
+            rel = (row.get(c_img) or "").strip()
+            if not rel:
+                raise DataError(f"{where}: empty image path; fill it or drop the line")
+            path = (base / rel) if not Path(rel).is_absolute() else Path(rel)
+            label = canonical_label(row.get(c_lab) or "")
+            if not label:
+                raise DataError(f"{where}: empty pathology; fill it or drop the line")
+            patient = patient_key((row.get(c_pid) or "").strip() or path.stem, source.patient_pattern, where)
+            item = by_image.get(str(path))
+            if item is None:
+                item = Item(path=path, label=label, patient=patient, image_id=path.stem,
+                            loader=lambda ch, p=path: read_dicom(p, ch))
+                by_image[str(path)] = item
+            elif item.patient != patient:
+                raise DataError(f"{where}: {rel} listed for two patients; fix the CSV")
+            if label == "malignant":
+                item.label = "malignant"  # several abnormalities per film: the worst wins
+            elif item.label == "normal":
+                item.label = label
+            if has_xyr and (row.get("x") or "").strip():
+                try:
+                    x, y, r = float(row["x"]), float(row["y"]), float(row["radius"])
+                except ValueError:
+                    raise DataError(f"{where}: x, y, radius are not numbers; fix the line") from None
+                item.lesions.append(ItemLesion(x=x, y=y, radius=r, label=label, where=where))
+            elif c_roi and (row.get(c_roi) or "").strip():
+                item.lesions.append(_mask_lesion(base / row[c_roi].strip(), label, where))
+    if not by_image:
+        raise DataError(f"{csv_path}: no rows; add images or point to another CSV")
+    return list(by_image.values())
+
+
+def _list_from_folders(source, root: Path) -> list[Item]:
+    items = []
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataError(f"{root}: no class folders and no labels_csv; put DICOMs in one folder per class or "
+                        "give source.labels_csv")
+    for d in class_dirs:
+        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise DataError(f"{d}: empty class folder; add DICOM files or remove the folder")
+        for path in files:
+            ds = _dcmread(path, stop_before_pixels=True)
+            raw = str(ds.get("PatientID", "") or path.stem)
+            items.append(Item(path=path, label=canonical_label(d.name),
+                              patient=patient_key(raw, source.patient_pattern, str(path)),
+                              image_id=path.stem, loader=lambda ch, p=path: read_dicom(p, ch)))
+    return items
+
+
+def list_dicom(source) -> list[Item]:
+    if source.labels_csv:
+        return _list_from_csv(source, Path(source.labels_csv))
+    root = Path(source.root)
+    if not root.is_dir():
+        raise DataError(f"{root}: DICOM folder not found; set datasets.<name>.source.root")
+    return _list_from_folders(source, root)

@@ -162,6 +162,8 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"{where}: {key}: {value!r} is not a finite number; give a finite value")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

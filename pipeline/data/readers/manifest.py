@@ -25,8 +25,10 @@ def list_manifest(source) -> list[Item]:
             raise DataError(f"{csv_path}: header must hold 'path' and 'label' (optional 'patient_id'), found "
                             f"{reader.fieldnames}; fix the header line")
         for lineno, row in enumerate(reader, start=2):
-            row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
-            if None in row or len(row) != len(header):
+            if None in row or None in row.values():  # more or fewer cells than header columns
+                raise DataError(f"{csv_path} line {lineno}: wrong number of columns; fix the line")
+            row = {k.strip().lower(): (v or "").strip() for k, v in row.items()}
+            if len(row) != len(header):
                 raise DataError(f"{csv_path} line {lineno}: wrong number of columns; fix the line")
             where = f"{csv_path} line {lineno}"
             if not row["path"] or not row["label"]:

@@ -49,8 +49,8 @@ def dicom_to_unit(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         arr = arr[0]  # multi-frame: the first frame (tomosynthesis users should pick a slice upstream)
     if arr.ndim == 3:  # colour: pydicom returns RGB for YBR by default
         return arr.astype(np.float32) / float(2 ** int(ds.BitsStored) - 1)
-    values = apply_modality_lut(arr, ds).astype(np.float64)
-    out = _voi_to_unit(values, ds)
+    # integer stored values stay integer through an identity modality LUT: a VOI LUT indexes with them
+    out = _voi_to_unit(apply_modality_lut(arr, ds), ds)
     if photometric == "MONOCHROME1":
         out = 1.0 - out  # low values are bright in MONOCHROME1: invert after the LUTs
     return out.astype(np.float32)
@@ -67,6 +67,7 @@ def _voi_to_unit(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
         out = apply_voi(values, ds, index=0)
         out_bits = int(item.LUTDescriptor[2])
         return np.clip(out / float(2 ** out_bits - 1), 0.0, 1.0)
+    values = values.astype(np.float64)
     if "WindowCenter" in ds and "WindowWidth" in ds:
         center, width = _first(ds.WindowCenter), max(_first(ds.WindowWidth), 1.0)
         if str(ds.get("VOILUTFunction", "LINEAR")).upper() == "SIGMOID":

@@ -96,6 +96,7 @@ class PhantomConfig:
         default_factory=lambda: {"normal": 300, "low_grade": 150, "high_grade": 50})
     cell_px: int = field(default=64, metadata=rng(32, 512))
     cells_per_slide: int = field(default=10, metadata=rng(1, 10000))
+    cell_blank_fraction: float = field(default=0.05, metadata=rng(0.0, 0.5))  # crops that miss their cell
 
 
 @dataclass

@@ -49,8 +49,11 @@ def dicom_to_unit(ds: pydicom.Dataset, path: Path) -> np.ndarray:
         arr = arr[0]  # multi-frame: the first frame (tomosynthesis users should pick a slice upstream)
     if arr.ndim == 3:  # colour: pydicom returns RGB for YBR by default
         return arr.astype(np.float32) / float(2 ** int(ds.BitsStored) - 1)
-    # integer stored values stay integer through an identity modality LUT: a VOI LUT indexes with them
-    out = _voi_to_unit(apply_modality_lut(arr, ds), ds)
+    values = apply_modality_lut(arr, ds)
+    if values.dtype.kind == "f" and np.array_equal(values, np.round(values)):
+        # pydicom returns floats whenever rescale tags exist; a VOI LUT indexes with integers
+        values = values.astype(np.int64)
+    out = _voi_to_unit(values, ds)
     if photometric == "MONOCHROME1":
         out = 1.0 - out  # low values are bright in MONOCHROME1: invert after the LUTs
     return out.astype(np.float32)

@@ -283,7 +283,7 @@ def _import_sections() -> None:
     """Import the modules that register later-stage sections (kept optional so ingest works alone)."""
     import importlib
 
-    for mod in ("pipeline.gan.config", "pipeline.quality.config", "pipeline.classify.config",
+    for mod in ("pipeline.gan.config", "pipeline.generate.config", "pipeline.classify.config",
                 "pipeline.report.config"):
         try:
             importlib.import_module(mod)

@@ -1,0 +1,236 @@
+"""A tiny fake project on disk in the formats the other stages write, for the report tests.
+
+Formats (read from their code where it exists):
+- ingest: ``pipeline.data.cache`` (meta.json, cache/<split>.npz)
+- train_gan: ``stages/train_gan.py`` (summary JSON from ``pipeline.gan.train``; loss CSV with CSV_COLUMNS)
+- generate: ``pipeline.data.synthetic`` (manifest.csv with MANIFEST_COLUMNS, images/syn_*.png, memorised/)
+  and metrics/generate/<ds>_<gan>.json with quality numbers and real-vs-real references
+- evaluate: metrics/evaluate/<ds>.json (arms with means, CIs and gains, the MLflow parent run id) and
+  results/<ds>/predictions_<arm>.csv (image_id, actual, predicted, seed)
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from pipeline.data.cache import SplitArrays, save_split
+from pipeline.data.synthetic import MANIFEST_COLUMNS
+
+CLASSES = ["normal", "benign", "malignant"]
+LOSS_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
+                "diversity_ratio", "images_per_s")
+
+
+def blob_image(rng: np.random.Generator, cls: int, channels: int, px: int, synthetic: bool) -> np.ndarray:
+    """uint8 (C, H, W): textured background with a bright blob whose size grows with the class."""
+    yy, xx = np.mgrid[0:px, 0:px] / px
+    cy, cx = rng.uniform(0.35, 0.65, 2)
+    r = 0.08 + 0.07 * cls
+    blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))
+    texture = rng.normal(0, 0.08 if synthetic else 0.1, (px, px))
+    grey = np.clip(0.25 + 0.5 * blob + texture, 0, 1)
+    if channels == 1:
+        return (grey * 255).astype(np.uint8)[None]
+    tint = np.array([0.9, 0.6, 0.8])[:, None, None]
+    return (np.clip(grey[None] * tint + 0.1, 0, 1) * 255).astype(np.uint8)
+
+
+def write_params(root: Path, dataset: str, modality: str, channels: int, review_items: int = 12,
+                 tracking: bool = False) -> Path:
+    params = {
+        "datasets": {dataset: {"modality": modality, "channels": channels, "resolution_px": 32,
+                               "source": {"reader": "folder", "root": "unused"}, "classes": CLASSES}},
+        "report": {"samples_per_class": 3, "excluded_max": 4, "review_items": review_items, "review_seed": 7,
+                   "review_gan": "best", "tracking": tracking},
+    }
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def make_project(root: Path, dataset: str = "mammo", modality: str = "mammography", channels: int = 1,
+                 px: int = 32, gans: tuple[str, ...] = ("acgan", "cdcgan"), patient_level_split: bool = True,
+                 parent_run_id: str | None = None, with_evaluation: bool = True) -> Path:
+    """Write every input of the report stage for ``dataset`` under ``root``; returns ``root``."""
+    rng = np.random.default_rng(0)
+    data = root / "data" / dataset
+    (data / "cache").mkdir(parents=True, exist_ok=True)
+    counts = {}
+    splits = {"train": [8, 6, 4], "val": [2, 2, 1], "test": [6, 5, 3]}
+    for split, per_class in splits.items():
+        images, labels, ids = [], [], []
+        for c, n in enumerate(per_class):
+            for k in range(n):
+                images.append(blob_image(rng, c, channels, px, synthetic=False))
+                labels.append(c)
+                ids.append(f"{split}_{CLASSES[c]}_{k:03d}_a1b2c3")
+        save_split(data / "cache" / f"{split}.npz", SplitArrays(np.stack(images), np.array(labels, np.int64),
+                                                                np.array(ids)))
+        counts[split] = dict(zip(CLASSES, per_class))
+    (data / "meta.json").write_text(json.dumps({
+        "channels": channels, "classes": CLASSES, "counts": counts, "dataset": dataset, "modality": modality,
+        "n_groups": 20, "patient_level_split": patient_level_split, "reader": "folder", "resolution_px": px,
+        "synthetic": False, "task": "patches"}, indent=2))
+    train_ids = [f"train_{CLASSES[c]}_{k:03d}_a1b2c3" for c, n in enumerate(splits["train"]) for k in range(n)]
+    for g, gan in enumerate(gans):
+        _gan_outputs(root, dataset, gan, channels, px, rng, train_ids, seed=g)
+    if with_evaluation:
+        _evaluation(root, dataset, gans, parent_run_id, rng)
+    return root
+
+
+def _gan_outputs(root: Path, dataset: str, gan: str, channels: int, px: int, rng: np.random.Generator,
+                 train_ids: list[str], seed: int) -> None:
+    out = root / "data" / "synthetic" / dataset / gan
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "memorised").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for c, cls in enumerate(CLASSES):
+        for k in range(7):  # 5 kept, 1 memorised, 1 low confidence (as pipeline/generate/run.py files them)
+            reason = "kept" if k < 5 else "memorised" if k == 5 else "low_confidence"
+            name = f"syn_{gan}_{cls}_{k:05d}.png"
+            sub = {"kept": "images", "memorised": "memorised", "low_confidence": "rejected"}[reason]
+            (out / sub).mkdir(exist_ok=True)
+            arr = blob_image(rng, c, channels, px, synthetic=True)
+            Image.fromarray(arr[0] if channels == 1 else arr.transpose(1, 2, 0)).save(out / sub / name)
+            nn = [i for i in train_ids if f"_{cls}_" in i][k % 3] + ("#mirror" if k == 1 else "")
+            rows.append({"path": f"{sub}/{name}", "class": cls, "generator": gan, "checkpoint": "best.pt epoch 15",
+                         "seed": seed * 1000 + k, "kept": "true" if reason == "kept" else "false", "reason": reason,
+                         "synthetic": "true", "confidence": f"{0.6 + 0.05 * k:.6g}",
+                         "nn_feature_distance": f"{0.2 + 0.3 * k:.6g}", "nn_pixel_distance": f"{0.05 + 0.02 * k:.6g}",
+                         "nn_real_id": nn})
+    with (out / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    with (out / "memorised" / "memorised.csv").open("w", newline="") as fh:  # the gate's statistics
+        writer = csv.writer(fh)
+        writer.writerow(["path", "class", "seed", "nn_real_id", "nn_feature_real_id", "nn_feature_distance",
+                         "nn_feature_relative", "relative_feature_threshold", "nn_pixel_real_id", "nn_pixel_distance",
+                         "nn_pixel_relative", "relative_pixel_threshold"])
+        for r in rows:
+            if r["reason"] == "memorised":
+                writer.writerow([Path(r["path"]).name, r["class"], r["seed"], r["nn_real_id"], r["nn_real_id"],
+                                 r["nn_feature_distance"], 0.3, 0.41, r["nn_real_id"], r["nn_pixel_distance"], 0.6,
+                                 0.52])
+    metrics = root / "metrics"
+    (metrics / "train_gan").mkdir(parents=True, exist_ok=True)
+    (metrics / "generate").mkdir(parents=True, exist_ok=True)
+    (root / "plots" / "train_gan").mkdir(parents=True, exist_ok=True)
+    (metrics / "train_gan" / f"{dataset}_{gan}.json").write_text(json.dumps({
+        "dataset": dataset, "model": gan, "epochs": 20, "steps": 400, "best_epoch": 15, "best_quality_fd": 3.2,
+        "best_fd_per_class": {c: 3.0 for c in CLASSES}, "best_diversity_ratio_per_class": {c: 0.9 for c in CLASSES},
+        "final": {"loss_D": 1.2, "loss_G": 0.9}, "images_per_s": 180.0, "device": "cpu", "world_size": 1,
+        "mlflow_run_id": f"trainrun{seed}"}))
+    with (root / "plots" / "train_gan" / f"{dataset}_{gan}.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=LOSS_COLUMNS)
+        writer.writeheader()
+        for e in range(1, 21):
+            writer.writerow({"epoch": e, "step": 20 * e, "loss_D": 1.4 - 0.02 * e, "loss_G": 0.7 + 0.03 * e,
+                             "D_x": 0.6, "D_G_z": 0.4, "aux_acc": 0.5 + 0.02 * e if gan == "acgan" else "",
+                             "noise_std": 0.1 * (1 - e / 20), "quality_fd": 8 - 0.3 * e if e % 5 == 0 else "",
+                             "diversity_ratio": 0.9 if e % 5 == 0 else "", "images_per_s": 180})
+    (metrics / "generate" / f"{dataset}_{gan}.json").write_text(json.dumps(generate_metrics(dataset, gan)))
+
+
+def _quality_block(offset: float, reference: bool) -> dict:
+    base = {"fd": 4.1, "kid": 0.012, "precision": 0.71, "recall": 0.48, "density": 0.9, "coverage": 0.6,
+            "diversity_ms_ssim": 0.31}
+    ref = {"fd": 2.0, "kid": 0.004, "precision": 0.8, "recall": 0.79, "density": 1.0, "coverage": 0.8,
+           "diversity_ms_ssim": 0.22}
+    return {k: {"value": v + offset, "std": 0.1, "reference": ref[k] if reference else None, "reference_std": None}
+            for k, v in base.items()}
+
+
+def generate_metrics(dataset: str, gan: str) -> dict:
+    """metrics/generate/<ds>_<gan>.json as pipeline/generate/run.py writes it (numbers made up)."""
+    per_class = {c: {"n_fake": 5, "n_train": 6, "n_val": 2, "n_fake_per_draw": 2,
+                     "reference": "train_vs_val" if c != "malignant" else "none: 1 validation image(s), need >= 2",
+                     **_quality_block(0.1 * i, c != "malignant")} for i, c in enumerate(CLASSES)}
+    overall = {k: {**v, "classes": CLASSES[:2]} for k, v in _quality_block(0.05, True).items()}
+    counts = {c: {"real_train": n, "target": 5, "generated": 7, "kept": 5, "memorised": 1, "low_confidence": 1,
+                  "shortfall": 0} for c, n in zip(CLASSES, (8, 6, 4))}
+    return {"dataset": dataset, "gan": gan, "checkpoint": "best.pt epoch 15", "ema": False, "seed": 0,
+            "counts": counts, "totals": {"target": 15, "generated": 21, "kept": 15, "memorised": 3,
+                                         "low_confidence": 3, "shortfall": 0},
+            "throughput": {"generation_images_per_s": 900.0, "metrics_s": 1.0, "threads": 2},
+            "memorisation": {"relative_feature_threshold": 0.41, "relative_pixel_threshold": 0.52, "percentile": 1.0,
+                             "k": 5, "n_real_reference": 5, "real_val_flag_rate": 0.02,
+                             "real_val_median_nn_feature": 1.3, "real_val_median_nn_pixel_rms": 0.11,
+                             "match_flips": True, "rule": "..."},
+            "filter": {"enabled": True, "min_confidence": 0.5, "real_val_pass_rate": {c: 0.9 for c in CLASSES}},
+            "quality": {"kept": {"per_class": per_class, "overall": overall},
+                        "generated": {"per_class": per_class, "overall": overall}},
+            "settings": {"reference": "real validation vs real training images of the class"},
+            "dicom_export": False}
+
+
+HEADLINE = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro")
+
+
+def _interval(estimate: float, half: float) -> dict:
+    return {"estimate": estimate, "low": round(estimate - half, 4), "high": round(estimate + half, 4), "level": 0.95}
+
+
+def comparison(gans: tuple[str, ...]) -> dict:
+    """pipeline.classify.stats.compare_arms output plus level and best_non_gan (numbers made up)."""
+    means = {"real_only": 0.62, "class_weighted": 0.63, "classical": 0.64,
+             **{gan: 0.70 - 0.03 * i for i, gan in enumerate(gans)}}
+    arms = {arm: {**{m: _interval(mean - 0.01 * k, 0.07) for k, m in enumerate(HEADLINE)},
+                  "per_seed": {m: [mean, mean] for m in HEADLINE}} for arm, mean in means.items()}
+
+    def gains(reference: str) -> dict:
+        return {arm: {**{m: {**_interval(mean - means[reference], 0.06),
+                             "label": "gain" if mean - means[reference] > 0.06 else "no gain", "wilcoxon_p": 0.5}
+                         for m in HEADLINE},
+                      "mcnemar": {"arm_only_correct": 3, "reference_only_correct": 1, "p": 0.6}}
+                for arm, mean in means.items() if arm != reference}
+
+    return {"arms": arms, "gains": {"real_only": {"reference": "real_only", "arms": gains("real_only")},
+                                    "best_non_gan": {"reference": "classical", "arms": gains("classical")}},
+            "level": 0.95, "best_non_gan": "classical"}
+
+
+def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | None) -> dict:
+    """metrics/evaluate/<ds>.json as pipeline/classify/evaluate.py ``metrics_json`` writes it."""
+    comp = comparison(gans)
+    out = {"mlflow_parent_run_id": parent_run_id or "", "n_seeds": 2, "minority_class": "malignant",
+           "best_non_gan": "classical", "time_s": 12.0, "train_time_s_mean": 1.5,
+           "arms": {arm: {m: {"mean": a[m]["estimate"], "low": a[m]["low"], "high": a[m]["high"]} for m in HEADLINE}
+                    for arm, a in comp["arms"].items()}}
+    for ref_name, block in comp["gains"].items():
+        out[f"gains_vs_{ref_name}"] = {arm: {m: {"diff": g[m]["estimate"], "low": g[m]["low"], "high": g[m]["high"],
+                                                 "label": g[m]["label"]} for m in HEADLINE}
+                                       for arm, g in block["arms"].items()}
+    return out
+
+
+def _evaluation(root: Path, dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
+                rng: np.random.Generator) -> None:
+    """metrics/evaluate/<ds>.json, results/<ds>/summary.json and results/<ds>/predictions/<arm>.csv."""
+    (root / "metrics" / "evaluate").mkdir(parents=True, exist_ok=True)
+    (root / "metrics" / "evaluate" / f"{dataset}.json").write_text(
+        json.dumps(evaluate_metrics(dataset, gans, parent_run_id), indent=2))
+    results = root / "results" / dataset
+    (results / "predictions").mkdir(parents=True, exist_ok=True)
+    truth = [c for c, n in enumerate([6, 5, 3]) for _ in range(n)]
+    comp = comparison(gans)
+    for arm in comp["arms"]:
+        accuracy = 0.8 if arm in gans else 0.6
+        with (results / "predictions" / f"{arm}.csv").open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["image_id", "actual", "predicted", "arm", "seed", *(f"p_{c}" for c in CLASSES)])
+            for seed in (0, 1):
+                for k, t in enumerate(truth):
+                    p = t if rng.random() < accuracy else (t + 1) % 3
+                    writer.writerow([f"test_{k}", CLASSES[t], CLASSES[p], arm, seed,
+                                     *(0.8 if c == p else 0.1 for c in range(3))])
+    (results / "summary.json").write_text(json.dumps({
+        "dataset": dataset, "classes": CLASSES, "minority_class": "malignant", "seeds": [0, 1],
+        "arms": list(comp["arms"]), "n_seeds": 2, "n_test": len(truth),
+        "mlflow_parent_run_id": parent_run_id or "", "timing": {"time_s": 12.0}, **comp, "runs": []}))

@@ -1,0 +1,120 @@
+"""The ``gan`` section of params.yaml: typed, with ranges, registered with :mod:`pipeline.config`.
+
+Defaults are the case study's (DCGAN seeds: z 100, width 64, Adam 2e-4 / beta1 0.5, batch 64, plus
+the instance-noise + label-smoothing stabilisation). params.yaml keeps the CPU pipeline short by
+overriding epochs and widths; the ``gpu`` and ``study_cpu`` presets are in PARAMS_SNIPPET.md.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pipeline.config import register_section, rng
+from pipeline.errors import ConfigError
+from pipeline.gan.augment import AUGMENT_FNS, policy_names
+from pipeline.gan.losses import LOSSES
+from pipeline.gan.stabilise import NOISE_SCHEDULES, SMOOTHING
+
+MODELS = ("cdcgan", "acgan")
+
+
+@dataclass
+class ModelConfig:
+    """One architecture; ``gan.cdcgan`` and ``gan.acgan`` are both of this type."""
+
+    resolution_px: int = field(default=64, metadata={"choices": [0, 16, 32, 64, 128, 256]})  # 0 = the cache's
+    base_channels: int = field(default=64, metadata=rng(4, 1024))  # width: G's last / D's first conv channels
+    z_dim: int = field(default=100, metadata=rng(1, 4096))  # Gaussian latent size
+    embed_dim: int = field(default=50, metadata=rng(1, 1024))  # class embedding fed to G with z
+    d_conditioning: Literal["channels", "projection"] = "channels"  # cdcgan: label as one-hot maps or projection
+    aux_weight: float = field(default=1.0, metadata=rng(0.0, 100.0))  # acgan: weight of the class cross-entropy
+
+
+@dataclass
+class TrainConfig:
+    """The loop, optimisers, losses and the options beside the case-study stabilisation."""
+
+    epochs: int = field(default=200, metadata=rng(1, 100000))
+    batch_size: int = field(default=64, metadata=rng(2, 65536))  # global; each DDP process takes batch/world
+    lr_g: float = field(default=2e-4, metadata=rng(0.0, 1.0))  # Adam learning rate of G
+    lr_d: float = field(default=2e-4, metadata=rng(0.0, 1.0))  # Adam learning rate of D (TTUR: set apart)
+    beta1: float = field(default=0.5, metadata=rng(0.0, 1.0))
+    beta2: float = field(default=0.999, metadata=rng(0.0, 1.0))
+    loss: str = field(default="non_saturating", metadata={"choices": list(LOSSES)})  # adversarial loss
+    r1_gamma: float = field(default=0.0, metadata=rng(0.0, 1000.0))  # R1 penalty on real inputs; 0 = off
+    ema_decay: float = field(default=0.0, metadata=rng(0.0, 0.99999))  # EMA of G weights; 0 = off (e.g. 0.999)
+    diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = off
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"  # auto: cuda, then mps, then cpu
+    amp: bool = True  # CUDA only: mixed precision autocast
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  # bfloat16: no loss scaling, no host sync per step;
+    # float16 (GPUs before Ampere; chosen anyway where bfloat16 is missing) adds a GradScaler
+    amp_cpu_bf16: bool = False  # CPU bfloat16 autocast (~1.6x on AVX512-BF16); off: keeps CPU runs exact
+    channels_last: bool = True  # NHWC memory format (faster convs on CUDA and on this CPU)
+    num_threads: int = field(default=0, metadata=rng(0, 1024))  # torch CPU threads; 0 = cores / processes
+    seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
+    deterministic: bool = True  # deterministic kernels (always exact on CPU; slower cuDNN choice on CUDA)
+    log_every_steps: int = field(default=50, metadata=rng(1, 1000000))  # host sync for step metrics
+    checkpoint_every_epochs: int = field(default=10, metadata=rng(1, 100000))  # last.pt (atomic)
+    sample_every_epochs: int = field(default=10, metadata=rng(0, 100000))  # per-class grid PNG; 0 = end only
+    resume: Literal["auto", "never"] = "auto"  # auto: continue from last.pt when its params match
+    tracking: bool = True  # MLflow; env PIPELINE_TRACKING=0 turns it off too
+
+    def validate(self, prefix: str, where: str) -> None:
+        for name in policy_names(self.diffaugment):
+            if name not in AUGMENT_FNS:
+                raise ConfigError(f"{where}: {prefix}.diffaugment: unknown policy {name!r}; "
+                                  f"use a comma-separated list of {', '.join(AUGMENT_FNS)}")
+
+
+@dataclass
+class StabiliseConfig:
+    """Case-study stabilisation; each part switches off on its own for ablations."""
+
+    instance_noise_std: float = field(default=0.1, metadata=rng(0.0, 10.0))  # on every D input; 0 = off
+    instance_noise_schedule: str = field(default="linear", metadata={"choices": list(NOISE_SCHEDULES)})
+    instance_noise_decay_epochs: int = field(default=100, metadata=rng(1, 100000))  # std is 0 from here on
+    g_layer_noise_std: float = field(default=0.1, metadata=rng(0.0, 10.0))  # Gaussian noise after each G layer
+    label_smoothing: str = field(default="two_sided", metadata={"choices": list(SMOOTHING)})  # D target scheme
+    real_target_range: list[float] = field(default_factory=lambda: [0.8, 1.2])  # soft real targets, uniform
+    fake_target_range: list[float] = field(default_factory=lambda: [0.0, 0.3])  # soft fake targets (two_sided)
+    label_flip_prob: float = field(default=0.05, metadata=rng(0.0, 0.5))  # swap a D target's side; 0 = off
+    g_dropout: float = field(default=0.3, metadata=rng(0.0, 0.9))  # dropout after each hidden G block; 0 = off
+
+    def validate(self, prefix: str, where: str) -> None:
+        for name in ("real_target_range", "fake_target_range"):
+            lo_hi = getattr(self, name)
+            if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
+                raise ConfigError(f"{where}: {prefix}.{name}: {lo_hi} must be [low, high] with low <= high")
+            if lo_hi[0] < 0 or lo_hi[1] > 2:
+                raise ConfigError(f"{where}: {prefix}.{name}: {lo_hi} must lie within [0, 2]")
+
+
+@dataclass
+class WatchConfig:
+    """Collapse watch and best checkpoint: per-class Frechet distance and diversity on real val images."""
+
+    every_epochs: int = field(default=10, metadata=rng(0, 100000))  # 0 = only at the end
+    samples_per_class: int = field(default=100, metadata=rng(2, 100000))  # fakes per class per check
+    feature_epochs: int = field(default=8, metadata=rng(1, 1000))  # training of the in-project feature CNN
+    feature_dim: int = field(default=64, metadata=rng(2, 1024))  # penultimate width of that CNN
+    min_diversity_ratio: float = field(default=0.5, metadata=rng(0.0, 10.0))  # warn below this x real diversity
+
+
+@dataclass
+class GanConfig:
+    """Root of ``gan:``."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stabilise: StabiliseConfig = field(default_factory=StabiliseConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    cdcgan: ModelConfig = field(default_factory=ModelConfig)
+    acgan: ModelConfig = field(default_factory=ModelConfig)
+    work_dir: str = "runs"  # checkpoints + feature cache per run, outside DVC outs so resume survives repro
+
+    def model(self, name: str) -> ModelConfig:
+        if name not in MODELS:
+            raise ConfigError(f"--model {name!r}: unknown GAN; use one of {', '.join(MODELS)}")
+        return getattr(self, name)
+
+
+register_section("gan", GanConfig)

@@ -1,0 +1,344 @@
+"""Generate minority-class images with a trained GAN, gate copies, filter, measure, and write them out.
+
+Reads top to bottom: the data set and the checked generator, the real-data classifier (feature space
+and filter), the memorisation thresholds, then per class a loop that generates a batch, gates and
+filters it and repeats until the class has its target of KEPT images or ``max_attempts_factor`` x the
+target have been generated (the shortfall is reported, never hidden). Then the quality metrics, each
+beside its real-vs-real reference. :func:`write_outputs` writes the folder atomically::
+
+    manifest.csv                      one row per generated image (pipeline.data.synthetic.MANIFEST_COLUMNS)
+    images/syn_<gan>_<class>_<i>.png  kept images (the only ones a classifier arm reads)
+    memorised/syn_....png             excluded as copies, and memorised.csv with their nearest real image ids
+    rejected/syn_....png              excluded by the confidence filter
+    dicom/syn_....dcm                 kept images as synthetic Secondary Capture DICOM (when exported)
+    samples.png                       a grid of kept images, one row per class
+
+Real training pixels are never written here: the folder may travel as "synthetic", so the nearest real
+image of a memorised fake is named by its id only.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from pipeline.data.cache import atomic_dir, load_meta, load_split, write_json_atomic
+from pipeline.data.synthetic import MANIFEST_COLUMNS, SYNTHETIC_PREFIX
+from pipeline.errors import DataError
+from pipeline.gan.samples import save_grid
+from pipeline.generate.classifier import features_and_probabilities, load_or_train_classifier
+from pipeline.generate.config import GenerateConfig
+from pipeline.generate.dicom import check_synthetic_dicom, series_uids, write_synthetic_dicom
+from pipeline.generate.quality import class_quality, overall, real_reference
+from pipeline.generate.sampling import LoadedGenerator, check_fits_data, image_seed, load_checked_generator, sample
+from pipeline.generate.targets import class_targets
+from pipeline.quality.features import extract_features, to_signed_unit
+from pipeline.quality.memorisation import build_reference, fit_thresholds, gate
+from pipeline.quality.metrics import ms_ssim_setup
+
+REASONS = ("kept", "memorised", "low_confidence")
+FOLDER_OF = {"kept": "images", "memorised": "memorised", "low_confidence": "rejected"}
+
+
+@dataclass
+class Generated:
+    """One generated image and every verdict about it."""
+
+    class_name: str
+    index: int
+    seed: int
+    image: np.ndarray  # uint8 (C, H, W)
+    reason: str
+    confidence: float
+    nn_feature_distance: float
+    nn_pixel_distance: float
+    nn_real_id: str
+    nn_feature_real_id: str
+    nn_pixel_real_id: str
+    feature_relative: float
+    pixel_relative: float
+    features: torch.Tensor = field(repr=False)
+
+    @property
+    def kept(self) -> bool:
+        return self.reason == "kept"
+
+
+@dataclass
+class GenerationRun:
+    dataset: str
+    gan: str
+    generator: LoadedGenerator
+    classes: list[str]
+    records: list[Generated]
+    metrics: dict  # the metrics JSON
+    dicom: bool  # export the kept images as synthetic DICOM
+    grid_columns: int
+
+
+def safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "class"
+
+
+def file_stem(gan: str, class_name: str, index: int) -> str:
+    return f"{SYNTHETIC_PREFIX}{safe_name(gan)}_{safe_name(class_name)}_{index:05d}"
+
+
+def available_threads(requested: int) -> int:
+    if requested:
+        return requested
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
+def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGenerator, data_dir: str | Path,
+                       dataset: str | None = None, gan: str | None = None,
+                       counts: dict[str, int] | None = None) -> GenerationRun:
+    """Generate, gate, filter and measure; ``counts`` (class -> kept images) overrides ``cfg.target``.
+
+    ``checkpoint`` is a file or a generator already loaded with :func:`load_checked_generator`.
+    """
+    torch.set_num_threads(available_threads(cfg.num_threads))
+    data_dir = Path(data_dir)
+    gen = checkpoint if isinstance(checkpoint, LoadedGenerator) else \
+        load_checked_generator(checkpoint, cfg.prefer_ema, gan, dataset)
+    dataset = dataset or gen.dataset or data_dir.name
+    gan = gan or gen.model
+    meta = load_meta(data_dir)
+    check_fits_data(gen, meta, dataset)
+    classes = [str(c) for c in meta["classes"]]
+    if len({safe_name(c) for c in classes}) != len(classes):
+        raise DataError(f"{data_dir}/meta.json: class names {classes} collide once made file-name safe; rename them")
+
+    # ------------------------------------------------------------------ real data, classifier, thresholds
+    train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+    train_x, train_y = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    val_x, val_y = torch.from_numpy(val.images), torch.from_numpy(val.labels)
+    real_counts = {c: int((train_y == i).sum()) for i, c in enumerate(classes)}
+    if counts is not None:
+        unknown = sorted(set(counts) - set(classes))
+        if unknown:
+            raise DataError(f"--label {unknown[0]!r}: not a class of {dataset}; use one of {', '.join(classes)}")
+        targets = {c: counts[c] for c in classes if counts.get(c, 0) > 0}
+    else:
+        targets = class_targets(real_counts, cfg.target)
+
+    t0 = time.perf_counter()
+    cache = Path(cfg.classifier.cache_dir) / dataset if cfg.classifier.cache_dir else None
+    net = load_or_train_classifier(train_x, train_y, len(classes), cfg.classifier, cache)
+    classifier_s = time.perf_counter() - t0
+    train_f, train_p = features_and_probabilities(net, train_x)
+    val_f, val_p = features_and_probabilities(net, val_x)
+    reference = build_reference(train_x, train_f, list(train.image_ids), lambda x: extract_features(net, x),
+                                cfg.memorisation.match_flips)
+    thresholds = fit_thresholds(reference, val_x, val_f, cfg.memorisation.percentile, cfg.memorisation.neighbours_k)
+    min_conf = cfg.filter.min_confidence
+
+    # ------------------------------------------------------------------ generate, gate, filter, repeat
+    records: list[Generated] = []
+    gen_s = gate_s = 0.0
+    counts_out: dict[str, dict] = {}
+    for c_name, target in targets.items():
+        c = classes.index(c_name)
+        cap = math.ceil(target * cfg.target.max_attempts_factor)
+        n_kept = index = 0
+        bar = tqdm(total=target, desc=f"{dataset}/{gan}/{c_name}", unit="kept", disable=None)
+        while n_kept < target and index < cap:
+            n = min(cfg.batch_size, target - n_kept, cap - index)
+            seeds = [image_seed(cfg.seed, c, index + k) for k in range(n)]
+            t = time.perf_counter()
+            images = sample(gen.G, seeds, c, gen.z_dim)
+            gen_s += time.perf_counter() - t
+            t = time.perf_counter()
+            feats, probs = features_and_probabilities(net, images)
+            verdict = gate(images, feats, reference, thresholds)
+            gate_s += time.perf_counter() - t
+            conf = probs[:, c].numpy()
+            for k in range(n):
+                if verdict.memorised[k]:
+                    reason = "memorised"
+                elif cfg.filter.enabled and conf[k] < min_conf:
+                    reason = "low_confidence"
+                else:
+                    reason = "kept"
+                records.append(Generated(c_name, index + k, seeds[k], images[k].numpy(), reason, float(conf[k]),
+                                         float(verdict.feature_distance[k]), float(verdict.pixel_distance[k]),
+                                         verdict.nn_real_id[k], verdict.feature_nn_id[k], verdict.pixel_nn_id[k],
+                                         float(verdict.feature_relative[k]), float(verdict.pixel_relative[k]),
+                                         feats[k]))
+                n_kept += reason == "kept"
+            bar.update(min(target, n_kept) - bar.n)
+            index += n
+        bar.close()
+        mine = [r for r in records if r.class_name == c_name]
+        counts_out[c_name] = {"real_train": real_counts[c_name], "target": target, "generated": len(mine),
+                              **{r: sum(x.reason == r for x in mine) for r in REASONS},
+                              "shortfall": max(0, target - n_kept)}
+    n_generated = len(records)
+
+    # ------------------------------------------------------------------ quality, beside real-vs-real references
+    t = time.perf_counter()
+    references = {}
+    for c_name in targets:
+        is_c, val_is_c = train_y == classes.index(c_name), val_y == classes.index(c_name)
+        references[c_name] = real_reference(train_f[is_c], train_x[is_c], val_f[val_is_c], cfg.metrics, cfg.seed)
+    quality = {}
+    for subset in ("kept", "generated"):
+        per_class = {}
+        for c_name in targets:
+            mine = [r for r in records if r.class_name == c_name and (subset == "generated" or r.kept)]
+            fake_f = torch.stack([r.features for r in mine]) if mine else torch.zeros(0, train_f.shape[1])
+            fake_x = torch.from_numpy(np.stack([r.image for r in mine])) if mine else train_x[:0]
+            per_class[c_name] = class_quality(fake_f, fake_x, references[c_name], cfg.metrics, cfg.seed)
+        quality[subset] = {"per_class": per_class, "overall": overall(per_class)}
+    metrics_s = time.perf_counter() - t
+
+    real_pass = {c: (float((val_p[val_y == i, i] >= min_conf).double().mean()) if bool((val_y == i).any()) else None)
+                 for i, c in enumerate(classes)}
+    totals = {r: sum(x.reason == r for x in records) for r in REASONS}
+    kernel, weights = ms_ssim_setup(gen.resolution_px, cfg.metrics.ms_ssim_kernel_px, cfg.metrics.ms_ssim_max_scales)
+    dicom = cfg.dicom_export == "on" or (cfg.dicom_export == "auto" and meta.get("modality") == "mammography")
+    metrics = {
+        "dataset": dataset, "gan": gan, "checkpoint": gen.label, "ema": gen.ema, "seed": cfg.seed,
+        "counts": counts_out,
+        "totals": {"target": sum(targets.values()), "generated": n_generated, **totals,
+                   "shortfall": sum(v["shortfall"] for v in counts_out.values())},
+        "throughput": {
+            "generation_images_per_s": n_generated / gen_s if gen_s > 0 else None,
+            "gate_and_filter_s_per_1000": 1000 * gate_s / n_generated if n_generated else None,
+            "metrics_s": metrics_s,
+            "metrics_s_per_1000": 1000 * metrics_s / n_generated if n_generated else None,
+            "classifier_s": classifier_s, "threads": torch.get_num_threads(),
+        },
+        "memorisation": {**thresholds.as_dict(), "match_flips": cfg.memorisation.match_flips,
+                         "rule": "memorised if, in feature OR pixel (RMS) space, the nearest training-image distance d "
+                                 "AND r = d / mean of the k nearest are both below the percentile of the same over "
+                                 "real validation images"},
+        "filter": {"enabled": cfg.filter.enabled, "min_confidence": min_conf,
+                   "real_val_pass_rate": real_pass,
+                   "real_train_pass_rate": {c: float((train_p[train_y == i, i] >= min_conf).double().mean())
+                                            for i, c in enumerate(classes) if bool((train_y == i).any())}},
+        "quality": quality,
+        "settings": {"feature_space": f"FeatureNet ({cfg.classifier.feature_dim}-d) trained here on the real training "
+                                      "split, class-balanced",
+                     "kid": "own unbiased MMD^2, cubic polynomial kernel (MONAI MMDMetric is linear-kernel)",
+                     "ms_ssim": {"kernel_px": kernel, "scales": len(weights), "weights": list(weights),
+                                 "implementation": "monai.metrics.regression.compute_ms_ssim"},
+                     "reference": "real validation vs real training images of the class"},
+        "dicom_export": dicom,
+    }
+    return GenerationRun(dataset, gan, gen, classes, records, metrics, dicom, cfg.grid_columns)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    arr = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | None = None) -> Path:
+    """Write the folder described in the module docstring, atomically; returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for folder in FOLDER_OF.values():
+            (tmp / folder).mkdir()
+        if run.dicom:
+            (tmp / "dicom").mkdir()
+            study_uid, series_uid = series_uids(run.generator.label, run.dataset, run.gan)
+        rows, memorised_rows = [], []
+        for n, r in enumerate(tqdm(run.records, desc="write", unit="img", disable=None)):
+            stem = file_stem(run.gan, r.class_name, r.index)
+            rel = f"{FOLDER_OF[r.reason]}/{stem}.png"
+            write_png(tmp / rel, r.image)
+            rows.append({"path": rel, "class": r.class_name, "generator": run.gan, "checkpoint": run.generator.label,
+                         "seed": r.seed, "kept": "true" if r.kept else "false", "reason": r.reason,
+                         "synthetic": "true", "confidence": _fmt(r.confidence),
+                         "nn_feature_distance": _fmt(r.nn_feature_distance),
+                         "nn_pixel_distance": _fmt(r.nn_pixel_distance), "nn_real_id": r.nn_real_id})
+            if r.reason == "memorised":
+                memorised_rows.append({"path": f"{stem}.png", "class": r.class_name, "seed": r.seed,
+                                       "nn_real_id": r.nn_real_id, "nn_feature_real_id": r.nn_feature_real_id,
+                                       "nn_feature_distance": _fmt(r.nn_feature_distance),
+                                       "nn_feature_relative": _fmt(r.feature_relative),
+                                       "nn_pixel_real_id": r.nn_pixel_real_id,
+                                       "nn_pixel_distance": _fmt(r.nn_pixel_distance),
+                                       "nn_pixel_relative": _fmt(r.pixel_relative)})
+            if run.dicom and r.kept:
+                dcm = tmp / "dicom" / f"{stem}.dcm"
+                write_synthetic_dicom(dcm, r.image, gan=run.gan, class_name=r.class_name, seed=r.seed,
+                                      checkpoint_label=run.generator.label, study_uid=study_uid,
+                                      series_uid=series_uid, instance_number=n + 1)
+                check_synthetic_dicom(dcm)
+        _write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, rows)
+        mem = run.metrics["memorisation"]
+        _write_csv(tmp / "memorised" / "memorised.csv",
+                   ["path", "class", "seed", "nn_real_id", "nn_feature_real_id", "nn_feature_distance",
+                    "feature_threshold", "nn_feature_relative", "relative_feature_threshold", "nn_pixel_real_id",
+                    "nn_pixel_distance", "pixel_threshold_rms", "nn_pixel_relative", "relative_pixel_threshold"],
+                   [{**m, **{k: _fmt(mem[k]) for k in ("feature_threshold", "relative_feature_threshold",
+                                                       "pixel_threshold_rms", "relative_pixel_threshold")}}
+                    for m in memorised_rows])
+        write_sample_grid(run, tmp / "samples.png")
+        if metrics_name:
+            write_json_atomic(tmp / metrics_name, run.metrics)
+    return out_dir
+
+
+def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_sample_grid(run: GenerationRun, path: Path) -> Path | None:
+    """Up to ``grid_columns`` kept images per generated class, one row per class (black where fewer)."""
+    names = list(run.metrics["counts"])
+    if not names:
+        return None
+    res, ch = run.generator.resolution_px, run.generator.channels
+    tiles = []
+    for name in names:
+        kept = [r.image for r in run.records if r.class_name == name and r.kept][:run.grid_columns]
+        row = torch.full((run.grid_columns, ch, res, res), -1.0)
+        if kept:
+            row[:len(kept)] = to_signed_unit(torch.from_numpy(np.stack(kept)))
+        tiles.append(row)
+    return save_grid(torch.cat(tiles), len(names), path, names)
+
+
+def log_to_mlflow(tracker, run: GenerationRun, out_dir: Path) -> None:
+    """Counts, throughput and quality (value and reference) as metrics; grid, manifest and gate CSV as artifacts."""
+    flat: dict[str, float] = {}
+    for c, cnt in run.metrics["counts"].items():
+        flat.update({f"{k}_{c}": v for k, v in cnt.items()})
+    flat.update({f"total_{k}": v for k, v in run.metrics["totals"].items()})
+    flat.update({k: v for k, v in run.metrics["throughput"].items() if isinstance(v, (int, float))})
+    for subset, q in run.metrics["quality"].items():
+        for scope, per in [*q["per_class"].items(), ("overall", q["overall"])]:
+            for key in ("fd", "kid", "precision", "recall", "density", "coverage", "diversity_ms_ssim"):
+                for part in ("value", "reference"):
+                    v = per[key].get(part)
+                    if isinstance(v, (int, float)):
+                        flat[f"{subset}_{key}_{scope}{'' if part == 'value' else '_ref'}"] = v
+    for key in ("feature_threshold", "pixel_threshold_rms", "relative_feature_threshold", "relative_pixel_threshold",
+                "real_val_flag_rate"):
+        flat[f"memorisation_{key}"] = run.metrics["memorisation"][key]
+    tracker.log_metrics({re.sub(r"[^A-Za-z0-9_\-. /]", "_", k): v for k, v in flat.items()})
+    for name in ("samples.png", "manifest.csv", "memorised/memorised.csv"):
+        if (out_dir / name).is_file():
+            tracker.log_artifact(out_dir / name, "generate")

@@ -1,0 +1,267 @@
+"""MLflow helpers: the one place that knows the tracking URI, experiment and run names, tags and parent/child.
+
+Every stage opens its run with :func:`start_run`, a context manager that always ends the run FINISHED
+or FAILED and hands out a :class:`Tracker` whose calls retry on sqlite's "database is locked" (DVC
+may run stages side by side on one ``mlflow.db``). With tracking off (param, or env
+``PIPELINE_TRACKING=0``) the same Tracker does nothing, so stage code has no ``if tracking:`` branches.
+
+    with start_run("train_gan", dataset="mammo", model="acgan", params=flat_params) as tracker:
+        tracker.log_metrics({"loss_D": 0.7}, step=1)
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENT_PREFIX = "medsynth"
+T = TypeVar("T")
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+
+
+def tracking_enabled(param: bool = True) -> bool:
+    """The stage's ``tracking`` param, unless env ``PIPELINE_TRACKING`` says 0/false/off."""
+    env = os.environ.get("PIPELINE_TRACKING", "").strip().lower()
+    return param and env not in ("0", "false", "no", "off")
+
+
+def experiment_name(dataset: str) -> str:
+    return f"{EXPERIMENT_PREFIX}-{dataset}"
+
+
+def run_name(stage: str, dataset: str, model: str | None = None) -> str:
+    return "-".join(p for p in (stage, dataset, model) if p)
+
+
+def git_commit(cwd: Path = REPO_ROOT) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def with_retry(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: Any) -> T:
+    """Call ``fn``; on sqlite's 'database is locked' wait (0.1 s doubling, at most 5 s) and try again."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # MlflowException or sqlalchemy OperationalError, depending on the call
+            if "database is locked" not in str(exc) or i == attempts - 1:
+                raise
+            time.sleep(min(5.0, 0.1 * 2 ** i))
+    raise AssertionError("unreachable")
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Dataclasses and nested dicts -> ``{"a.b.c": value}`` for MLflow params."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: obj}
+
+
+class Tracker:
+    """Logging calls of one run; all no-ops when ``run_id`` is None (tracking off)."""
+
+    def __init__(self, run_id: str | None = None):
+        self.run_id = run_id
+
+    @property
+    def enabled(self) -> bool:
+        return self.run_id is not None
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.enabled:
+            import mlflow
+
+            clean = {k: float(v) for k, v in metrics.items() if v is not None}
+            with_retry(mlflow.log_metrics, clean, step=step)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log params; on a resumed run only the keys it does not have yet (MLflow forbids changing one)."""
+        if not self.enabled:
+            return
+        import mlflow
+
+        have = with_retry(mlflow.get_run, self.run_id).data.params
+        new = {k: v for k, v in params.items() if k not in have}
+        changed = sorted(k for k, v in params.items() if k in have and have[k] != str(v))
+        if changed:
+            warnings.warn(f"MLflow run {self.run_id}: params changed since it started, kept the old values: "
+                          f"{', '.join(changed)}", stacklevel=2)
+        for i in range(0, len(new), 100):  # MLflow's batch limit
+            with_retry(mlflow.log_params, dict(list(new.items())[i:i + 100]))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.enabled:
+            import mlflow
+
+            with_retry(mlflow.log_artifact, str(path), artifact_path=artifact_path)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.enabled:
+            import mlflow
+
+            with_retry(mlflow.set_tags, {k: str(v) for k, v in tags.items()})
+
+    def log_torch_model(self, model: Any, name: str, input_example: dict[str, Any], fallback_file: str | Path) -> str:
+        """Log ``model`` as an MLflow model in the safe 'pt2' format (torch.export, no pickled code).
+
+        ``input_example`` maps input names to numpy arrays (batch first, batch > 1: the batch dimension
+        is exported as dynamic). When export fails, ``fallback_file`` (a checkpoint) is logged as an
+        artifact instead and the reason goes in a warning. The tag ``<name>_logged_as`` says which
+        happened: ``mlflow_model`` or ``state_dict``; returns it (``off`` without tracking).
+        """
+        if not self.enabled:
+            return "off"
+        import mlflow.pytorch
+        import numpy as np
+        import torch
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        def spec(array: Any, label: str) -> TensorSpec:
+            return TensorSpec(np.dtype(array.dtype), (-1, *array.shape[1:]), label)
+
+        try:
+            with torch.no_grad():
+                out = model(*(torch.from_numpy(v) for v in input_example.values())).numpy()
+            signature = ModelSignature(inputs=Schema([spec(v, k) for k, v in input_example.items()]),
+                                       outputs=Schema([spec(out, "output")]))
+            with_retry(mlflow.pytorch.log_model, model, name=name, input_example=tuple(input_example.values()),
+                       signature=signature, serialization_format="pt2",
+                       pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            how = "mlflow_model"
+        except Exception as exc:  # export is best effort; the checkpoint file is always there
+            warnings.warn(f"mlflow.pytorch.log_model failed ({type(exc).__name__}: {exc}); "
+                          f"logging {fallback_file} as an artifact instead", stacklevel=2)
+            self.log_artifact(fallback_file, artifact_path=name)
+            how = "state_dict"
+        self.set_tags({f"{name}_logged_as": how})
+        return how
+
+
+@contextmanager
+def start_run(stage: str, dataset: str, model: str | None = None, *, enabled: bool = True,
+              params: dict[str, Any] | None = None, run_id: str | None = None,
+              parent_run_id: str | None = None, tags: dict[str, Any] | None = None) -> Iterator[Tracker]:
+    """Open (or, with ``run_id``, resume) the run of ``stage`` on ``dataset`` [and ``model``].
+
+    The run ends FINISHED when the block completes and FAILED when it raises (also on Ctrl-C).
+    ``parent_run_id`` links runs started by different DVC stages (e.g. generate under train_gan).
+    """
+    if not tracking_enabled(enabled):
+        yield Tracker(None)
+        return
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = with_retry(mlflow.set_experiment, experiment_name(dataset))
+    all_tags = {"dataset": dataset, "stage": stage, "git_commit": git_commit(), **({"model": model} if model else {}),
+                **(tags or {})}
+    active = None
+    if run_id:
+        try:
+            active = with_retry(mlflow.start_run, run_id=run_id)
+        except Exception as exc:  # e.g. a fresh mlflow.db: start a new run rather than fail the training
+            warnings.warn(f"cannot resume MLflow run {run_id} ({exc}); starting a new run", stacklevel=3)
+    if active is None:
+        active = with_retry(mlflow.start_run, experiment_id=experiment.experiment_id,
+                            run_name=run_name(stage, dataset, model), parent_run_id=parent_run_id, tags=all_tags)
+    tracker = Tracker(active.info.run_id)
+    status = "FAILED"
+    try:
+        tracker.set_tags(all_tags)
+        if params:
+            tracker.log_params(params)
+        yield tracker
+        status = "FINISHED"
+    finally:
+        with_retry(mlflow.end_run, status=status)
+
+
+def find_run(stage: str, dataset: str, model: str | None = None, run_id: str | None = None) -> str | None:
+    """The id of an existing run: ``run_id`` when the tracking store has it, else the latest run named
+    :func:`run_name` (stage, dataset, model) in the data set's experiment, else None.
+
+    Lets a later stage attach to an earlier one (e.g. generate as a child of the train_gan run whose
+    id the checkpoint recorded, even when the checkpoint came from another machine's mlflow.db).
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    if run_id:
+        try:
+            return with_retry(client.get_run, run_id).info.run_id
+        except Exception:  # not in this store
+            pass
+    experiment = with_retry(client.get_experiment_by_name, experiment_name(dataset))
+    if experiment is None:
+        return None
+    runs = with_retry(client.search_runs, [experiment.experiment_id],
+                      filter_string=f"attributes.run_name = '{run_name(stage, dataset, model)}'",
+                      order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+@contextmanager
+def start_child_run(parent: Tracker, name: str, *, params: dict[str, Any] | None = None,
+                    tags: dict[str, Any] | None = None) -> Iterator[Tracker]:
+    """Open a run nested under ``parent`` (this process's active run from :func:`start_run`) named ``name``.
+
+    Ends FINISHED or FAILED like :func:`start_run`; while it is open the parent's Tracker must not log (MLflow's
+    fluent calls go to the innermost active run). A no-op Tracker when ``parent`` is off.
+    """
+    if not parent.enabled:
+        yield Tracker(None)
+        return
+    import mlflow
+
+    experiment_id = with_retry(mlflow.get_run, parent.run_id).info.experiment_id
+    active = with_retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, nested=True,
+                        parent_run_id=parent.run_id, tags={k: str(v) for k, v in (tags or {}).items()})
+    tracker = Tracker(active.info.run_id)
+    status = "FAILED"
+    try:
+        if params:
+            tracker.log_params(params)
+        yield tracker
+        status = "FINISHED"
+    finally:
+        with_retry(mlflow.end_run, status=status)
+
+
+def log_metric_series(tracker: Tracker, rows: list[dict[str, Any]], step_key: str = "epoch", prefix: str = "") -> None:
+    """Log a whole curve (one dict per step) in one call: ``prefix + key`` at ``row[step_key]``.
+
+    One sqlite transaction instead of one per step, which matters with many short child runs.
+    """
+    if not tracker.enabled or not rows:
+        return
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"{prefix}{k}", float(v), now, int(row[step_key])) for row in rows for k, v in row.items()
+               if k != step_key and v is not None]
+    client = mlflow.MlflowClient()
+    for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+        with_retry(client.log_batch, tracker.run_id, metrics=metrics[i:i + 1000])

@@ -1,0 +1,90 @@
+"""DVC stage ``train_gan``: train one class-conditional GAN on one ingested data set.
+
+    python -m stages.train_gan --dataset mammography --model acgan [--params params.yaml]
+    torchrun --nproc_per_node 2 -m stages.train_gan --dataset mammography --model acgan
+
+Reads ``data/<dataset>/cache`` and the ``gan`` section of params.yaml; checkpoints go to
+``<gan.work_dir>/<dataset>/<model>/`` (kept between runs, so ``resume: auto`` survives ``dvc repro``).
+Writes ``models/<dataset>/<model>/`` (best.pt, last.pt, samples/),
+``metrics/train_gan/<dataset>_<model>.json`` and ``plots/train_gan/<dataset>_<model>.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from pipeline.config import dataset as dataset_config
+from pipeline.config import load_params
+from pipeline.data.cache import atomic_dir, write_json_atomic
+from pipeline.errors import PipelineError
+from pipeline.gan.config import MODELS
+from pipeline.gan.train import train_gan
+
+CSV_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
+               "diversity_ratio", "images_per_s")
+
+
+def finite_or_none(obj: object) -> object:
+    """JSON has no inf/nan: DVC would not parse them."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_csv_atomic(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(finite_or_none(r) for r in rows)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", required=True, help="data set name (a key of params.yaml datasets)")
+    ap.add_argument("--model", required=True, choices=MODELS)
+    ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    ap.add_argument("--data-dir", help="ingested data set folder (default: data/<dataset>)")
+    ap.add_argument("--run-dir", help="checkpoint folder (default: <gan.work_dir>/<dataset>/<model>)")
+    ap.add_argument("--out-dir", help="output folder (default: models/<dataset>/<model>)")
+    ap.add_argument("--metrics", help="metrics JSON (default: metrics/train_gan/<dataset>_<model>.json)")
+    ap.add_argument("--plots", help="loss-curve CSV (default: plots/train_gan/<dataset>_<model>.csv)")
+    args = ap.parse_args(argv)
+    name = f"{args.dataset}_{args.model}"
+    try:
+        params = load_params(args.params)
+        cfg = params.extra["gan"]
+        if args.data_dir is None:
+            dataset_config(params, args.dataset, args.params)  # a clear error for an unknown data set
+        data_dir = Path(args.data_dir or Path("data") / args.dataset)
+        run_dir = Path(args.run_dir or Path(cfg.work_dir) / args.dataset / args.model)
+        result = train_gan(cfg, args.model, data_dir, run_dir, args.dataset)
+        if result is None:  # a DDP rank other than 0: rank 0 writes the outputs
+            return 0
+        with atomic_dir(args.out_dir or Path("models") / args.dataset / args.model) as out:
+            shutil.copy2(result.best, out / "best.pt")
+            shutil.copy2(result.last, out / "last.pt")
+            (out / "samples").mkdir()
+            for png in result.samples:
+                shutil.copy2(png, out / "samples" / png.name)
+        write_json_atomic(args.metrics or Path("metrics/train_gan") / f"{name}.json", finite_or_none(result.summary))
+        write_csv_atomic(Path(args.plots or Path("plots/train_gan") / f"{name}.csv"), result.history)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

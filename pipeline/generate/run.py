@@ -23,8 +23,11 @@ import math
 import os
 import re
 import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -43,7 +46,7 @@ from pipeline.generate.sampling import LoadedGenerator, check_fits_data, image_s
 from pipeline.generate.targets import class_targets
 from pipeline.quality.features import extract_features, to_signed_unit
 from pipeline.quality.memorisation import build_reference, fit_thresholds, gate
-from pipeline.quality.metrics import ms_ssim_setup
+from pipeline.quality.metrics import finite, ms_ssim_setup
 
 REASONS = ("kept", "memorised", "low_confidence")
 FOLDER_OF = {"kept": "images", "memorised": "memorised", "low_confidence": "rejected"}
@@ -93,6 +96,35 @@ def file_stem(gan: str, class_name: str, index: int) -> str:
     return f"{SYNTHETIC_PREFIX}{safe_name(gan)}_{safe_name(class_name)}_{index:05d}"
 
 
+class Timer:
+    """Wall and process-CPU seconds per phase: CPU time says what a phase costs when the machine is shared."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.wall[phase] += time.perf_counter() - wall
+            self.cpu[phase] += time.process_time() - cpu
+
+    def report(self, n_images: int) -> dict:
+        per_1000 = 1000 / n_images if n_images else float("nan")
+        return {
+            "generation_images_per_s": n_images / self.wall["generate"] if self.wall["generate"] > 0 else None,
+            "generation_cpu_s_per_1000": finite(self.cpu["generate"] * per_1000),
+            "gate_and_filter_s_per_1000": finite(self.wall["gate"] * per_1000),
+            "gate_and_filter_cpu_s_per_1000": finite(self.cpu["gate"] * per_1000),
+            "metrics_s": self.wall["metrics"], "metrics_cpu_s": self.cpu["metrics"],
+            "metrics_s_per_1000": finite(self.wall["metrics"] * per_1000),
+            "classifier_s": self.wall["classifier"], "threads": torch.get_num_threads(),
+        }
+
+
 def available_threads(requested: int) -> int:
     if requested:
         return requested
@@ -123,6 +155,9 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
 
     # ------------------------------------------------------------------ real data, classifier, thresholds
     train, val = load_split(data_dir, "train"), load_split(data_dir, "val")
+    if len(val) == 0 or len(train) < 2:
+        raise DataError(f"{data_dir}/cache: {len(train)} training and {len(val)} validation images; the copy gate "
+                        "calibrates on validation images: give the data set a validation split (split.val_fraction)")
     train_x, train_y = torch.from_numpy(train.images), torch.from_numpy(train.labels)
     val_x, val_y = torch.from_numpy(val.images), torch.from_numpy(val.labels)
     real_counts = {c: int((train_y == i).sum()) for i, c in enumerate(classes)}
@@ -134,10 +169,10 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
     else:
         targets = class_targets(real_counts, cfg.target)
 
-    t0 = time.perf_counter()
+    timer = Timer()
     cache = Path(cfg.classifier.cache_dir) / dataset if cfg.classifier.cache_dir else None
-    net = load_or_train_classifier(train_x, train_y, len(classes), cfg.classifier, cache)
-    classifier_s = time.perf_counter() - t0
+    with timer("classifier"):
+        net = load_or_train_classifier(train_x, train_y, len(classes), cfg.classifier, cache)
     train_f, train_p = features_and_probabilities(net, train_x)
     val_f, val_p = features_and_probabilities(net, val_x)
     reference = build_reference(train_x, train_f, list(train.image_ids), lambda x: extract_features(net, x),
@@ -147,7 +182,6 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
 
     # ------------------------------------------------------------------ generate, gate, filter, repeat
     records: list[Generated] = []
-    gen_s = gate_s = 0.0
     counts_out: dict[str, dict] = {}
     for c_name, target in targets.items():
         c = classes.index(c_name)
@@ -157,13 +191,11 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
         while n_kept < target and index < cap:
             n = min(cfg.batch_size, target - n_kept, cap - index)
             seeds = [image_seed(cfg.seed, c, index + k) for k in range(n)]
-            t = time.perf_counter()
-            images = sample(gen.G, seeds, c, gen.z_dim)
-            gen_s += time.perf_counter() - t
-            t = time.perf_counter()
-            feats, probs = features_and_probabilities(net, images)
-            verdict = gate(images, feats, reference, thresholds)
-            gate_s += time.perf_counter() - t
+            with timer("generate"):
+                images = sample(gen.G, seeds, c, gen.z_dim)
+            with timer("gate"):
+                feats, probs = features_and_probabilities(net, images)
+                verdict = gate(images, feats, reference, thresholds)
             conf = probs[:, c].numpy()
             for k in range(n):
                 if verdict.memorised[k]:
@@ -188,21 +220,10 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
     n_generated = len(records)
 
     # ------------------------------------------------------------------ quality, beside real-vs-real references
-    t = time.perf_counter()
-    references = {}
-    for c_name in targets:
-        is_c, val_is_c = train_y == classes.index(c_name), val_y == classes.index(c_name)
-        references[c_name] = real_reference(train_f[is_c], train_x[is_c], val_f[val_is_c], cfg.metrics, cfg.seed)
-    quality = {}
-    for subset in ("kept", "generated"):
-        per_class = {}
-        for c_name in targets:
-            mine = [r for r in records if r.class_name == c_name and (subset == "generated" or r.kept)]
-            fake_f = torch.stack([r.features for r in mine]) if mine else torch.zeros(0, train_f.shape[1])
-            fake_x = torch.from_numpy(np.stack([r.image for r in mine])) if mine else train_x[:0]
-            per_class[c_name] = class_quality(fake_f, fake_x, references[c_name], cfg.metrics, cfg.seed)
-        quality[subset] = {"per_class": per_class, "overall": overall(per_class)}
-    metrics_s = time.perf_counter() - t
+    with timer("metrics"):
+        train_sets = {c: (train_f[train_y == classes.index(c)], train_x[train_y == classes.index(c)]) for c in targets}
+        val_sets = {c: val_f[val_y == classes.index(c)] for c in targets}
+        quality = measure_quality(records, train_sets, val_sets, cfg)
 
     real_pass = {c: (float((val_p[val_y == i, i] >= min_conf).double().mean()) if bool((val_y == i).any()) else None)
                  for i, c in enumerate(classes)}
@@ -214,13 +235,7 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
         "counts": counts_out,
         "totals": {"target": sum(targets.values()), "generated": n_generated, **totals,
                    "shortfall": sum(v["shortfall"] for v in counts_out.values())},
-        "throughput": {
-            "generation_images_per_s": n_generated / gen_s if gen_s > 0 else None,
-            "gate_and_filter_s_per_1000": 1000 * gate_s / n_generated if n_generated else None,
-            "metrics_s": metrics_s,
-            "metrics_s_per_1000": 1000 * metrics_s / n_generated if n_generated else None,
-            "classifier_s": classifier_s, "threads": torch.get_num_threads(),
-        },
+        "throughput": timer.report(n_generated),
         "memorisation": {**thresholds.as_dict(), "match_flips": cfg.memorisation.match_flips,
                          "rule": "memorised if, in feature OR pixel (RMS) space, the nearest training-image distance d "
                                  "AND r = d / mean of the k nearest are both below the percentile of the same over "
@@ -239,6 +254,25 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
         "dicom_export": dicom,
     }
     return GenerationRun(dataset, gan, gen, classes, records, metrics, dicom, cfg.grid_columns)
+
+
+def measure_quality(records: list[Generated], train_sets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                    val_sets: dict[str, torch.Tensor], cfg: GenerateConfig) -> dict:
+    """Per-class and overall metrics of the kept and of all generated images of each class in ``train_sets``.
+
+    ``train_sets``: class -> (training features, training uint8 images); ``val_sets``: class -> validation features.
+    """
+    references = {c: real_reference(f, x, val_sets[c], cfg.metrics, cfg.seed) for c, (f, x) in train_sets.items()}
+    quality = {}
+    for subset in ("kept", "generated"):
+        per_class = {}
+        for c, (train_f, train_x) in train_sets.items():
+            mine = [r for r in records if r.class_name == c and (subset == "generated" or r.kept)]
+            fake_f = torch.stack([r.features for r in mine]) if mine else torch.zeros(0, train_f.shape[1])
+            fake_x = torch.from_numpy(np.stack([r.image for r in mine])) if mine else train_x[:0]
+            per_class[c] = class_quality(fake_f, fake_x, references[c], cfg.metrics, cfg.seed)
+        quality[subset] = {"per_class": per_class, "overall": overall(per_class)}
+    return quality
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

@@ -21,10 +21,13 @@ def _one_fold(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
         raise DataError(f"only {n_groups} patient group(s): cannot split by patient; add data")
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     try:
-        _, held = next(iter(sgkf.split(np.zeros(len(labels)), labels, groups)))
+        folds = [held for _, held in sgkf.split(np.zeros(len(labels)), labels, groups)]
     except ValueError as exc:
         raise DataError(f"cannot split {len(labels)} images of {n_groups} patients into {n_splits} stratified "
                         f"folds ({exc}); add images or lower split.test_fraction / split.val_fraction") from None
+    # a rare class spread over fewer patients than folds is missing from some folds: take the first fold
+    # that holds the most classes, so validation and test see every class whenever the patients allow it
+    held = max(folds, key=lambda f: len(np.unique(labels[f])))
     mask = np.zeros(len(labels), dtype=bool)
     mask[held] = True
     return mask

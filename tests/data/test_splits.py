@@ -52,3 +52,16 @@ def test_class_without_test_image_stops() -> None:
     split = np.array(["train"] * 5 + ["test"] * 5 + ["train"])
     with pytest.raises(DataError, match="class 'b' has no test image"):
         check_splits(labels, split, ["a", "b"], "datasets.x")
+
+
+def test_rare_class_on_few_patients_reaches_val_and_test() -> None:
+    """5 slides of a rare class among 50: a plain first fold can miss it; the chosen folds must not."""
+    labels, patients = [], []
+    for slide in range(50):
+        cls = "rare" if slide >= 45 else ("a" if slide < 30 else "b")
+        labels += [cls] * 10
+        patients += [f"s{slide}"] * 10
+    for seed in range(5):
+        split = assign_splits(labels, patients, 0.15, 0.2, seed)
+        for part in ("val", "test"):
+            assert ((np.array(labels) == "rare") & (split == part)).any(), (seed, part)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets  # noqa: E402
-from pipeline.gan.step import GanStep  # noqa: E402
+from pipeline.gan.step import GanStep, memory_format  # noqa: E402
 from pipeline.gan.train import available_cores, pick_device, train_gan  # noqa: E402
 
 
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
     ap.add_argument("--bf16", action="store_true", help="CPU bfloat16 autocast (gan.train.amp_cpu_bf16)")
-    ap.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    ap.add_argument("--channels-last", default="auto", choices=["auto", "always", "never"],
+                    help="NHWC memory format (gan.train.channels_last; auto = CUDA only)")
     ap.add_argument("--json", help="write the numbers here")
     args = ap.parse_args(argv)
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         loop_ips = statistics.median(r["images_per_s"] for r in result.history[1:])
         naive_ips = naive_loop(cfg, args.model, paths, labels, n_classes, args.channels, args.naive_steps, device)
         flops = step_flops(cfg, args.model, n_classes, args.channels, device)
-        conv = conv_flops_per_s(device, args.bf16, args.channels_last)
+        conv = conv_flops_per_s(device, args.bf16, memory_format(cfg.train, device) == torch.channels_last)
 
     achieved = flops * loop_ips / args.batch
     out = {

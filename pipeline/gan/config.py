@@ -49,7 +49,7 @@ class TrainConfig:
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  # bfloat16: no loss scaling, no host sync per step;
     # float16 (GPUs before Ampere; chosen anyway where bfloat16 is missing) adds a GradScaler
     amp_cpu_bf16: bool = False  # CPU bfloat16 autocast: only on AVX512-BF16/AMX CPUs (~15x slower on AVX2)
-    channels_last: bool = True  # NHWC memory format (faster convs on CUDA and on this CPU)
+    channels_last: Literal["auto", "always", "never"] = "auto"  # NHWC; auto: CUDA only (~10% slower on AVX2 CPUs)
     num_threads: int = field(default=0, metadata=rng(0, 1024))  # torch CPU threads; 0 = cores / processes
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
     deterministic: bool = True  # deterministic kernels (always exact on CPU; slower cuDNN choice on CUDA)

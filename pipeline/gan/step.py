@@ -32,7 +32,7 @@ class GanStep:
         self.train_cfg, self.stab, self.aux_weight = train, stabilise, model_cfg.aux_weight
         self.loss = LOSSES[train.loss]
         self.device = device
-        self.memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
+        self.memory_format = memory_format(train, device)
         self.G_ema = copy.deepcopy(G).eval().requires_grad_(False) if train.ema_decay > 0 else None
         self.opt_G = torch.optim.Adam(G.parameters(), lr=train.lr_g, betas=(train.beta1, train.beta2))
         self.opt_D = torch.optim.Adam(D.parameters(), lr=train.lr_d, betas=(train.beta1, train.beta2))
@@ -131,6 +131,12 @@ class GanStep:
             self.scaler_G.load_state_dict(state["scaler_G"])
         if state.get("scaler_D"):
             self.scaler_D.load_state_dict(state["scaler_D"])
+
+
+def memory_format(train: TrainConfig, device: torch.device) -> torch.memory_format:
+    """NHWC (channels_last) speeds convolutions up on GPUs; on an AVX2 CPU it measured ~10% slower."""
+    nhwc = train.channels_last == "always" or (train.channels_last == "auto" and device.type == "cuda")
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 @torch.no_grad()

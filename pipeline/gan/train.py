@@ -39,7 +39,7 @@ from pipeline.gan.config import GanConfig
 from pipeline.gan.models import build_models
 from pipeline.gan.samples import generate_grid, save_grid
 from pipeline.gan.stabilise import instance_noise_std
-from pipeline.gan.step import STATS, GanStep
+from pipeline.gan.step import STATS, GanStep, memory_format
 from pipeline.gan.watch import CollapseWatch
 from pipeline.quality.features import data_fingerprint, load_or_train_feature_net, to_signed_unit
 from pipeline.tracking import flatten, start_run
@@ -169,7 +169,7 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
         torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
         G, D = build_models(model, len(classes), channels, resolution, mcfg.base_channels, mcfg.z_dim,
                             mcfg.embed_dim, mcfg.d_conditioning, scfg.g_layer_noise_std, scfg.g_dropout)
-        fmt = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+        fmt = memory_format(tcfg, device)
         G.to(device, memory_format=fmt)
         D.to(device, memory_format=fmt)
         arch = {"n_classes": len(classes), "channels": channels, "resolution_px": resolution,

@@ -52,7 +52,7 @@ def write_cache(data_dir: Path, n_train: int = 32, n_val: int = 8, size_px: int 
 def tiny_gan_section(**train_overrides) -> dict:
     """A gan: section for 16 px toy runs: small widths, few epochs, no MLflow."""
     train = {"epochs": 2, "batch_size": 16, "checkpoint_every_epochs": 1, "sample_every_epochs": 1,
-             "log_every_steps": 2, "tracking": False, "channels_last": False, "num_threads": 1}
+             "log_every_steps": 2, "tracking": False, "channels_last": "never", "num_threads": 1}
     train.update(train_overrides)
     small = {"resolution_px": 0, "base_channels": 8, "z_dim": 16, "embed_dim": 8}
     return {"train": train, "watch": {"every_epochs": 1, "samples_per_class": 8, "feature_epochs": 1,

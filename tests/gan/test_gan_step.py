@@ -18,7 +18,7 @@ from pipeline.quality.features import to_signed_unit
 def make_step(model="acgan", seed=0, n_classes=2, **train):
     torch.manual_seed(seed)
     cfg = GanConfig()
-    cfg.train.channels_last = False
+    cfg.train.channels_last = "never"
     for k, v in train.items():
         setattr(cfg.train, k, v)
     G, D = build_models(model, n_classes, 1, 16, base_channels=8, z_dim=16, embed_dim=8,

@@ -11,6 +11,17 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PIPELINE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tests run on 2 cores; one torch thread per test keeps them fast and the results deterministic."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared(name: str) -> Path:
     """Path of a real data set in ../shared/data; skips the test with a reason when it is absent."""
     path = SHARED / name

@@ -2,18 +2,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.classify.fakes import write_cache
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tests run on 2 cores; one torch thread keeps them fast and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

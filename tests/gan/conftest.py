@@ -2,18 +2,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from gan_toy import tiny_gan_section, write_cache, write_params
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Tests run on 2 cores; one torch thread per test process keeps them fast and deterministic."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -2,19 +2,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from gen_toy import write_toy_cache, write_toy_checkpoint
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One torch thread per test keeps the 2-core runs fast and the bytes deterministic; no MLflow."""
+def _no_tracking(monkeypatch):
+    """No MLflow in the generate tests (one torch thread comes from tests/conftest.py)."""
     monkeypatch.setenv("PIPELINE_TRACKING", "0")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

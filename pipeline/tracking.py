@@ -185,10 +185,20 @@ def start_run(stage: str, dataset: str, model: str | None = None, *, enabled: bo
     if active is None:
         active = with_retry(mlflow.start_run, experiment_id=experiment.experiment_id,
                             run_name=run_name(stage, dataset, model), parent_run_id=parent_run_id, tags=all_tags)
-    tracker = Tracker(active.info.run_id)
+    with _ended_with_status(active.info.run_id, params, all_tags) as tracker:
+        yield tracker
+
+
+@contextmanager
+def _ended_with_status(run_id: str, params: dict | None, tags: dict | None = None) -> Iterator[Tracker]:
+    """Yield a Tracker for the active run; end it FINISHED, or FAILED when the body raises."""
+    import mlflow
+
+    tracker = Tracker(run_id)
     status = "FAILED"
     try:
-        tracker.set_tags(all_tags)
+        if tags:
+            tracker.set_tags(tags)
         if params:
             tracker.log_params(params)
         yield tracker
@@ -238,15 +248,8 @@ def start_child_run(parent: Tracker, name: str, *, params: dict[str, Any] | None
     experiment_id = with_retry(mlflow.get_run, parent.run_id).info.experiment_id
     active = with_retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, nested=True,
                         parent_run_id=parent.run_id, tags={k: str(v) for k, v in (tags or {}).items()})
-    tracker = Tracker(active.info.run_id)
-    status = "FAILED"
-    try:
-        if params:
-            tracker.log_params(params)
+    with _ended_with_status(active.info.run_id, params) as tracker:
         yield tracker
-        status = "FINISHED"
-    finally:
-        with_retry(mlflow.end_run, status=status)
 
 
 def log_metric_series(tracker: Tracker, rows: list[dict[str, Any]], step_key: str = "epoch", prefix: str = "") -> None:

@@ -43,7 +43,6 @@ class IngestReport:
     bad_files_skipped: int = 0
     abnormal_without_location: int = 0
     quality_gate_dropped: dict[str, int] = field(default_factory=dict)
-    samples_per_class: dict[str, int] = field(default_factory=dict)
 
 
 def map_labels(items: list[Item], cfg: DatasetConfig, where: str) -> None:
@@ -204,7 +203,6 @@ def ingest_dataset(name: str, cfg: DatasetConfig, salt: str, out_dir: Path, metr
                 "synthetic": False}
         write_json_atomic(tmp / "meta.json", meta)
 
-    report.samples_per_class = {c: sum(counts[s][c] for s in counts) for c in classes}
     metrics = {"dataset": name, "counts": counts, "n_images": len(samples), "n_groups": len(set(groups)),
                "patient_level_split": patient_level, "items_listed": report.items_listed,
                "bad_files_skipped": report.bad_files_skipped,

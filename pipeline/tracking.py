@@ -183,8 +183,10 @@ def start_run(stage: str, dataset: str, model: str | None = None, *, enabled: bo
         except Exception as exc:  # e.g. a fresh mlflow.db: start a new run rather than fail the training
             warnings.warn(f"cannot resume MLflow run {run_id} ({exc}); starting a new run", stacklevel=3)
     if active is None:
+        # Tag values as strings: a tracking server's REST client rejects ints (a sqlite store converts them).
         active = with_retry(mlflow.start_run, experiment_id=experiment.experiment_id,
-                            run_name=run_name(stage, dataset, model), parent_run_id=parent_run_id, tags=all_tags)
+                            run_name=run_name(stage, dataset, model), parent_run_id=parent_run_id,
+                            tags={k: str(v) for k, v in all_tags.items()})
     with _ended_with_status(active.info.run_id, params, all_tags) as tracker:
         yield tracker
 

@@ -251,58 +251,67 @@ def samples_section(inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> 
            "measured in the project's image-feature space, the pixel distance on the 0&ndash;1 grey scale.</p>"]
     if isinstance(inputs.train, Unavailable):
         out.append(unavailable(inputs.train))
+    out += per_gan(inputs, "manifest", "not available: run stages train_gan and generate (no synthetic images yet)",
+                   lambda g: _samples_of(g, inputs, cfg, thumbs))
+    return "".join(out)
+
+
+def _samples_of(g, inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> str:
+    out = []
+    scale = distance_scale(g.generate_metrics)
+    if scale:
+        out.append(f'<p class="caption">{esc(scale)}</p>')
+    for cls in inputs.classes or sorted({r.cls for r in g.kept}):
+        rows = [r for r in g.kept if r.cls == cls]
+        shown = _pick(rows, cfg.samples_per_class)
+        if not any(r.cls == cls for r in g.manifest):
+            out.append(f'<h4>{esc(nice(cls))}</h4><p class="caption">none generated for this class</p>')
+            continue
+        out.append(f"<h4>{esc(nice(cls))}: {len(shown)} of {len(rows)} kept</h4>")
+        out.append('<div class="pairs">' + "".join(thumbs.pair(r) for r in shown) + "</div>" if shown
+                   else '<p class="caption">every synthetic image of this class was excluded</p>')
+    return "".join(out)
+
+
+def per_gan(inputs: ReportInputs, field: str, missing: str, body) -> list[str]:
+    """One ``<h3>`` block per GAN: ``body(g)``, or the reason ``g.<field>`` is unavailable; ``missing`` if no GAN."""
     if not inputs.gans:
-        out.append(unavailable("not available: run stages train_gan and generate (no synthetic images yet)"))
+        return [unavailable(missing)]
+    out = []
     for g in inputs.gans:
         out.append(f"<h3>{esc(g.name)}</h3>")
-        if isinstance(g.manifest, Unavailable):
-            out.append(unavailable(g.manifest))
-            continue
-        scale = distance_scale(g.generate_metrics)
-        if scale:
-            out.append(f'<p class="caption">{esc(scale)}</p>')
-        for cls in inputs.classes or sorted({r.cls for r in g.kept}):
-            rows = [r for r in g.kept if r.cls == cls]
-            shown = _pick(rows, cfg.samples_per_class)
-            if not any(r.cls == cls for r in g.manifest):
-                out.append(f'<h4>{esc(nice(cls))}</h4><p class="caption">none generated for this class</p>')
-                continue
-            out.append(f"<h4>{esc(nice(cls))}: {len(shown)} of {len(rows)} kept</h4>")
-            out.append('<div class="pairs">' + "".join(thumbs.pair(r) for r in shown) + "</div>" if shown
-                       else '<p class="caption">every synthetic image of this class was excluded</p>')
-    return "".join(out)
+        value = getattr(g, field)
+        out.append(unavailable(value) if isinstance(value, Unavailable) else body(g))
+    return out
 
 
 def excluded_section(inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> str:
     out = ['<h2 id="excluded">Images the memorisation gate excluded</h2>',
            '<p class="caption">Synthetic images too close to a real training image are excluded, because they may be '
            "copies of a patient's image rather than new images. They were not used for training.</p>"]
-    if not inputs.gans:
-        out.append(unavailable("not available: run stage generate"))
-    for g in inputs.gans:
-        out.append(f"<h3>{esc(g.name)}</h3>")
-        if isinstance(g.manifest, Unavailable):
-            out.append(unavailable(g.manifest))
-            continue
-        reasons: dict[str, int] = {}
-        for r in g.excluded:
-            reasons[r.reason or "unspecified"] = reasons.get(r.reason or "unspecified", 0) + 1
-        if not reasons:
-            out.append('<p class="caption">No image was excluded.</p>')
-            continue
-        out.append(gate_rule(g.generate_metrics))
-        out.append(table(["reason", "images"], [[esc(nice(k)), str(v)] for k, v in sorted(reasons.items())], (1,)))
-        rows = sorted((r for r in g.excluded if MEMORISATION_REASONS.search(r.reason or "")),
-                      key=lambda r: (r.nn_feature_distance is None, r.nn_feature_distance or 0.0))
-        if not rows:
-            out.append('<p class="caption">The memorisation gate excluded no image.</p>')
-            continue
-        shown = rows[: cfg.excluded_max]
-        note = f" (the closest {len(shown)} of {len(rows)})" if len(rows) > len(shown) else ""
-        out.append(f'<p class="caption">Images the gate excluded{note}, each beside its nearest real training '
-                   "image:</p>")
-        out.append('<div class="pairs">' + "".join(
-            thumbs.pair(r, f" &middot; excluded: {esc(nice(r.reason or 'unspecified'))}") for r in shown) + "</div>")
+    out += per_gan(inputs, "manifest", "not available: run stage generate", lambda g: _excluded_of(g, cfg, thumbs))
+    return "".join(out)
+
+
+def _excluded_of(g, cfg: ReportConfig, thumbs: Thumbs) -> str:
+    out = []
+    reasons: dict[str, int] = {}
+    for r in g.excluded:
+        reasons[r.reason or "unspecified"] = reasons.get(r.reason or "unspecified", 0) + 1
+    if not reasons:
+        return '<p class="caption">No image was excluded.</p>'
+    out.append(gate_rule(g.generate_metrics))
+    out.append(table(["reason", "images"], [[esc(nice(k)), str(v)] for k, v in sorted(reasons.items())], (1,)))
+    rows = sorted((r for r in g.excluded if MEMORISATION_REASONS.search(r.reason or "")),
+                  key=lambda r: (r.nn_feature_distance is None, r.nn_feature_distance or 0.0))
+    if not rows:
+        return "".join(out) + '<p class="caption">The memorisation gate excluded no image.</p>'
+    shown = rows[: cfg.excluded_max]
+    note = f" (the closest {len(shown)} of {len(rows)})" if len(rows) > len(shown) else ""
+    out.append(f'<p class="caption">Images the gate excluded{note}, each beside its nearest real training '
+               "image:</p>")
+    out.append('<div class="pairs">' + "".join(
+        thumbs.pair(r, f" &middot; excluded: {esc(nice(r.reason or 'unspecified'))}") for r in shown) + "</div>")
     return "".join(out)
 
 
@@ -386,18 +395,9 @@ def quality_section(inputs: ReportInputs) -> str:
            "images differ from real ones about as much as new real images do. <i>before gate</i> is the value for "
            "all generated images, before the memorisation gate and the confidence filter (shown where it differs). "
            "&lsquo;All classes&rsquo; is the average over the classes that have a reference.</p>"]
-    if not inputs.gans:
-        out.append(unavailable("not available: run stage generate"))
-    for g in inputs.gans:
-        out.append(f"<h3>{esc(g.name)}</h3>")
-        if isinstance(g.quality, Unavailable):
-            out.append(unavailable(g.quality))
-            continue
-        if not g.quality:
-            out.append(unavailable(f"not available: run stage generate (no quality numbers found in "
-                                   f"{inputs.paths.rel(inputs.paths.generate_metrics(g.name))})"))
-            continue
-        out.append(quality_table(g.quality))
+    out += per_gan(inputs, "quality", "not available: run stage generate", lambda g: quality_table(g.quality) if g.quality
+                   else unavailable("not available: run stage generate (no quality numbers found in "
+                                    f"{inputs.paths.rel(inputs.paths.generate_metrics(g.name))})"))
     return "".join(out)
 
 

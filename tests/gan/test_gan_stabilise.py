@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from pipeline.gan import losses
 from pipeline.gan.augment import AUGMENT_FNS, diff_augment
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets, instance_noise_std
-from pipeline.gan.step import ema_update
+from pipeline.gan.step import ema_decay_at, ema_update
 
 
 def test_two_sided_targets_within_ranges():
@@ -95,3 +95,16 @@ def test_ema_moves_towards_weights():
     before = a.weight.detach().clone()
     ema_update(a, b, 0.9)
     assert torch.allclose(a.weight, 0.9 * before + 0.1 * b.weight)
+
+
+def test_ema_decay_warms_up_then_reaches_the_set_value():
+    assert ema_decay_at(0.999, 0) == 0.1  # the first update takes 90 % of the new weights
+    assert ema_decay_at(0.999, 90) == 0.91
+    steps = [ema_decay_at(0.999, n) for n in range(20000)]
+    assert all(a <= b for a, b in zip(steps, steps[1:]))
+    assert steps[-1] == 0.999 and ema_decay_at(0.9, 200) == 0.9
+    # After 700 updates the initial weights weigh < 1e-3, not 0.999 ** 700 ~ 0.5 as without warm-up.
+    weight_of_init = 1.0
+    for d in steps[:700]:
+        weight_of_init *= d
+    assert weight_of_init < 1e-3 < 0.999 ** 700

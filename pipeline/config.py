@@ -10,6 +10,7 @@ message such as::
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -142,33 +143,36 @@ def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
         return value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected a mapping of {tp.__name__} keys, got {value!r}; "
+                              "write its keys indented under it")
         return build(tp, value, key, where)
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}; write it as [a, b, ...]")
         return [_convert(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}; write it as {{key: value, ...}}")
         return {str(k): _convert(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}; write true or false "
+                              "without quotes")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}; write a whole number "
+                              "without quotes")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected a number, got {value!r}; write a number without quotes")
         if value != value or value in (float("inf"), float("-inf")):
             raise ConfigError(f"{where}: {key}: {value!r} is not a finite number; give a finite value")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: {key}: expected a string, got {value!r}; put the value in quotes")
         return value
     return value
 
@@ -183,7 +187,7 @@ def _check_meta(value: Any, meta: typing.Mapping, key: str, where: str) -> None:
             hi_s = "inf" if hi is None else hi
             raise ConfigError(f"{where}: {key}: {value!r} is out of range; allowed [{lo_s}, {hi_s}]")
     if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {key}: {value!r} is not one of {meta['choices']}")
+        raise ConfigError(f"{where}: {key}: {value!r} is not one of {meta['choices']}; use one of them")
 
 
 def build(cls: type, data: dict, prefix: str = "", where: str = "params.yaml") -> Any:
@@ -219,6 +223,15 @@ def _validate_split(self: SplitConfig, prefix: str, where: str) -> None:
                           f"{self.val_fraction + self.test_fraction:.2f} leaves too little to train; keep it < 0.9")
 
 
+def _validate_source(self: SourceConfig, prefix: str, where: str) -> None:
+    if self.patient_pattern is not None:
+        try:
+            re.compile(self.patient_pattern)
+        except re.error as exc:
+            raise ConfigError(f"{where}: {prefix}.patient_pattern: {self.patient_pattern!r} is not a regular "
+                              f"expression ({exc}); fix it, e.g. '(P_\\d+)'") from None
+
+
 def _validate_dataset(self: DatasetConfig, prefix: str, where: str) -> None:
     if not self.source.root and not self.source.labels_csv:
         raise ConfigError(f"{where}: {prefix}.source.root: empty; give the folder that holds the images (or source.labels_csv)")
@@ -237,6 +250,7 @@ def _validate_phantom(self: PhantomConfig, prefix: str, where: str) -> None:
 
 PatchConfig.validate = _validate_patch  # type: ignore[attr-defined]
 SplitConfig.validate = _validate_split  # type: ignore[attr-defined]
+SourceConfig.validate = _validate_source  # type: ignore[attr-defined]
 DatasetConfig.validate = _validate_dataset  # type: ignore[attr-defined]
 PhantomConfig.validate = _validate_phantom  # type: ignore[attr-defined]
 
@@ -261,7 +275,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         at = f" line {line + 1}" if line is not None else ""
         raise ConfigError(f"{where}{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: top level must be a mapping of sections")
+        raise ConfigError(f"{where}: top level must be a mapping of sections; start with e.g. 'datasets:'")
     _import_sections()
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:

@@ -11,7 +11,9 @@ may run stages side by side on one ``mlflow.db``). With tracking off (param, or 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import socket
 import subprocess
 import time
 import warnings
@@ -24,11 +26,67 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT_PREFIX = "medsynth"
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+_READY_STORES: set[str] = set()
 
 
 def tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo>/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+
+
+def ready_store() -> str:
+    """:func:`tracking_uri`, after creating or upgrading a sqlite store under a file lock.
+
+    Two stages that start together on a new ``mlflow.db`` would otherwise both run MLflow's schema
+    migrations, and one would die ('duplicate column name') with its run lost. The lock is a ``flock`` on
+    the database file itself (sqlite's own locks are ``fcntl`` locks: the two do not interfere).
+    """
+    # MLflow logs every database error with its traceback before raising it, "database is locked" included
+    # (with_retry retries those); the stage reports what is finally raised in one line (stages/_common.py).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    uri = tracking_uri()
+    if uri in _READY_STORES or not uri.startswith("sqlite:///"):
+        return uri
+    import fcntl
+
+    import mlflow
+
+    path = Path(uri[len("sqlite:///"):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as db:
+        fcntl.flock(db, fcntl.LOCK_EX)
+        try:
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)  # creates the tables or migrates them
+        finally:
+            fcntl.flock(db, fcntl.LOCK_UN)
+    _READY_STORES.add(uri)
+    return uri
+
+
+def process_tags() -> dict[str, str]:
+    """Which process runs a run: lets a later run end it as KILLED when that process died without ending it."""
+    return {"process.host": socket.gethostname(), "process.pid": str(os.getpid())}
+
+
+def end_runs_of_dead_processes(client: Any, experiment_id: str, keep: str | None = None) -> list[str]:
+    """End as KILLED every RUNNING run of the experiment that a process of this host started and that process
+    is gone (SIGKILL, out-of-memory killer, power cut); returns their ids. Runs of live processes, of other
+    hosts and ``keep`` (a run about to be resumed) are left alone."""
+    from pipeline.data.cache import process_exists
+
+    host, ended = socket.gethostname(), []
+    for run in with_retry(client.search_runs, [experiment_id], filter_string="attributes.status = 'RUNNING'",
+                          max_results=1000):
+        pid = run.data.tags.get("process.pid", "")
+        if run.info.run_id == keep or run.data.tags.get("process.host") != host or not pid.isdigit() \
+                or process_exists(int(pid)):
+            continue
+        with_retry(client.set_terminated, run.info.run_id, status="KILLED")
+        ended.append(run.info.run_id)
+        log.warning("MLflow run %s (%s) was left RUNNING by process %s, which no longer exists: ended it as KILLED",
+                    run.info.run_id, run.info.run_name, pid)
+    return ended
 
 
 def tracking_enabled(param: bool = True) -> bool:
@@ -166,16 +224,23 @@ def start_run(stage: str, dataset: str, model: str | None = None, *, enabled: bo
 
     The run ends FINISHED when the block completes and FAILED when it raises (also on Ctrl-C).
     ``parent_run_id`` links runs started by different DVC stages (e.g. generate under train_gan).
+    Runs that a killed stage left RUNNING in this data set's experiment are ended as KILLED first.
     """
     if not tracking_enabled(enabled):
         yield Tracker(None)
         return
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
-    experiment = with_retry(mlflow.set_experiment, experiment_name(dataset))
+    mlflow.set_tracking_uri(ready_store())
+    try:
+        experiment = with_retry(mlflow.set_experiment, experiment_name(dataset))
+    except Exception as exc:  # another stage created the experiment between MLflow's lookup and its create
+        if "already exists" not in str(exc):
+            raise
+        experiment = with_retry(mlflow.set_experiment, experiment_name(dataset))
+    end_runs_of_dead_processes(mlflow.MlflowClient(), experiment.experiment_id, keep=run_id)
     all_tags = {"dataset": dataset, "stage": stage, "git_commit": git_commit(), **({"model": model} if model else {}),
-                **(tags or {})}
+                **process_tags(), **(tags or {})}
     active = None
     if run_id:
         try:
@@ -218,7 +283,7 @@ def find_run(stage: str, dataset: str, model: str | None = None, run_id: str | N
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(ready_store())
     client = mlflow.MlflowClient()
     if run_id:
         try:
@@ -249,7 +314,8 @@ def start_child_run(parent: Tracker, name: str, *, params: dict[str, Any] | None
 
     experiment_id = with_retry(mlflow.get_run, parent.run_id).info.experiment_id
     active = with_retry(mlflow.start_run, experiment_id=experiment_id, run_name=name, nested=True,
-                        parent_run_id=parent.run_id, tags={k: str(v) for k, v in (tags or {}).items()})
+                        parent_run_id=parent.run_id,
+                        tags={k: str(v) for k, v in {**process_tags(), **(tags or {})}.items()})
     with _ended_with_status(active.info.run_id, params) as tracker:
         yield tracker
 

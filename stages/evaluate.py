@@ -17,7 +17,7 @@ from pipeline.classify.config import EvaluateConfig
 from pipeline.classify.evaluate import evaluate_dataset
 from pipeline.config import dataset as dataset_config
 from pipeline.config import load_params
-from stages._common import parser, run
+from stages._common import check_writable, parser, run
 
 
 def main() -> None:
@@ -36,12 +36,14 @@ def main() -> None:
     if args.arms:
         cfg = dataclasses.replace(cfg, arms=[a.strip() for a in args.arms.split(",") if a.strip()])
         cfg.validate("evaluate", "--arms")
+    out_dir = Path(args.out or f"results/{args.dataset}")
+    metrics_path = Path(args.metrics or f"metrics/evaluate/{args.dataset}.json")
+    check_writable(out_dir, metrics_path)
     metrics = evaluate_dataset(
         args.dataset, cfg,
         data_dir=Path(args.data_dir or f"data/{args.dataset}"),
         synthetic_dir=Path(args.synthetic_dir or f"data/synthetic/{args.dataset}"),
-        out_dir=Path(args.out or f"results/{args.dataset}"),
-        metrics_path=Path(args.metrics or f"metrics/evaluate/{args.dataset}.json"))
+        out_dir=out_dir, metrics_path=metrics_path)
     print(f"evaluate {args.dataset}: {len(cfg.arms)} arms x {metrics['n_seeds']} seeds in {metrics['time_s']} s "
           f"(best non-GAN arm: {metrics['best_non_gan']}); macro-F1 gains vs real_only: "
           + ", ".join(f"{arm} {g['macro_f1']['diff']:+.3f} ({g['macro_f1']['label']})"

@@ -20,7 +20,7 @@ from pipeline.generate.config import GenerateConfig  # registers the generate se
 from pipeline.generate.run import generate_synthetic, log_to_mlflow, write_outputs
 from pipeline.generate.sampling import load_checked_generator
 from pipeline.tracking import find_run, flatten, start_run, tracking_enabled
-from stages._common import parser, run
+from stages._common import check_writable, parser, run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     if metrics_path is None and not args.out:
         metrics_path = Path("metrics/generate") / f"{dataset}_{gan}.json"
     counts = {label: args.count for label in args.label} if args.label else None
+    check_writable(out, *([metrics_path] if metrics_path else []))
 
     # A child of the train_gan run that made the checkpoint (its id is in the checkpoint), else of the latest
     # train_gan run of this data set and GAN, else a run of its own.

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.config import dataset, load_params
 from pipeline.data.ingest import ingest_dataset
 from pipeline.data.records import load_salt
-from stages._common import parser, run
+from stages._common import check_writable, parser, run
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
     cfg = dataset(params, args.dataset, args.params)
     out = Path(args.out or f"data/{args.dataset}")
     metrics_path = Path(args.metrics or f"metrics/ingest/{args.dataset}.json")
+    check_writable(out, metrics_path)
     metrics = ingest_dataset(args.dataset, cfg, load_salt(params.privacy.salt_env), out, metrics_path)
     counts = metrics["counts"]
     print(f"ingest {args.dataset}: {metrics['n_images']} images, {metrics['n_groups']} groups, "

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from pipeline.config import dataset as dataset_config
 from pipeline.config import load_params
-from pipeline.data.cache import atomic_dir, write_json_atomic
-from pipeline.errors import PipelineError
+from pipeline.data.cache import atomic_dir, write_bytes_atomic, write_json_atomic
 from pipeline.gan.config import MODELS
 from pipeline.gan.train import train_gan
+from stages._common import check_writable, error_line
 
 CSV_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
                "diversity_ratio", "images_per_s")
@@ -41,13 +41,11 @@ def finite_or_none(obj: object) -> object:
 
 
 def write_csv_atomic(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(finite_or_none(r) for r in rows)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(finite_or_none(r) for r in rows)
+    write_bytes_atomic(path, text.getvalue().encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,19 +67,26 @@ def main(argv: list[str] | None = None) -> int:
             dataset_config(params, args.dataset, args.params)  # a clear error for an unknown data set
         data_dir = Path(args.data_dir or Path("data") / args.dataset)
         run_dir = Path(args.run_dir or Path(cfg.work_dir) / args.dataset / args.model)
+        out_dir = Path(args.out_dir or Path("models") / args.dataset / args.model)
+        metrics_path = Path(args.metrics or Path("metrics/train_gan") / f"{name}.json")
+        plots_path = Path(args.plots or Path("plots/train_gan") / f"{name}.csv")
+        check_writable(run_dir / "last.pt", out_dir, metrics_path, plots_path)
         result = train_gan(cfg, args.model, data_dir, run_dir, args.dataset)
         if result is None:  # a DDP rank other than 0: rank 0 writes the outputs
             return 0
-        with atomic_dir(args.out_dir or Path("models") / args.dataset / args.model) as out:
+        with atomic_dir(out_dir) as out:
             shutil.copy2(result.best, out / "best.pt")
             shutil.copy2(result.last, out / "last.pt")
             (out / "samples").mkdir()
             for png in result.samples:
                 shutil.copy2(png, out / "samples" / png.name)
-        write_json_atomic(args.metrics or Path("metrics/train_gan") / f"{name}.json", finite_or_none(result.summary))
-        write_csv_atomic(Path(args.plots or Path("plots/train_gan") / f"{name}.csv"), result.history)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        write_json_atomic(metrics_path, finite_or_none(result.summary))
+        write_csv_atomic(plots_path, result.history)
+    except Exception as exc:  # one line, no traceback: bad input, full disk, unwritable folder (error_line)
+        line = error_line(exc)
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
     return 0
 

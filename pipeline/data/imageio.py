@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from pipeline.data.records import to_unit_float
 from pipeline.errors import DataError
@@ -27,7 +27,11 @@ def read_image(path: Path, channels: int) -> np.ndarray:
             with Image.open(path) as img:
                 img.load()  # decodes now, so a truncated file fails here and not later
                 return _to_array(img, channels, path)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DataError(f"{path}: too large to decode safely ({exc}); downscale the image or remove it") from None
+    except Exception as exc:  # PIL's decoders raise many types for damaged files (OSError, SyntaxError, ...)
         raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt, truncated or not an "
                         "image: re-export it or remove it") from None
 

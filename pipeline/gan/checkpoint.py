@@ -10,13 +10,13 @@ reads it.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pipeline.data.cache import torch_save_atomic
 from pipeline.errors import DataError
 from pipeline.gan.models import Generator
 
@@ -51,14 +51,7 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 def save_checkpoint(state: dict, path: str | Path) -> None:
     """Write to a temporary file, flush it to disk, then rename: a killed run never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    torch_save_atomic(state, path, fsync=True)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

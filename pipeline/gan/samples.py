@@ -5,12 +5,14 @@ a collapsed class at a glance.
 """
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from pipeline.data.cache import write_bytes_atomic
 
 LABEL_WIDTH_PX = 90  # left margin for the class names
 PAD_PX = 2
@@ -53,9 +55,7 @@ def save_grid(images: torch.Tensor, n_rows: int, path: str | Path, row_names: li
         canvas.paste(tile, (left + PAD_PX + c * (tw + PAD_PX), PAD_PX + r * (th + PAD_PX)))
     for r, name in enumerate(row_names or []):
         draw.text((4, PAD_PX + r * (th + PAD_PX) + th // 2 - 5), str(name)[:14], fill="black")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    canvas.save(tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    write_bytes_atomic(path, buffer.getbuffer())
+    return Path(path)

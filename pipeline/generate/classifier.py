@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from pipeline.data.cache import torch_save_atomic
 from pipeline.generate.config import ClassifierConfig
 from pipeline.quality.features import FeatureNet, data_fingerprint, extract_features, to_signed_unit
 
@@ -72,11 +71,7 @@ def load_or_train_classifier(images: torch.Tensor, labels: torch.Tensor, n_class
             pass
     net = train_classifier(images, labels, n_classes, cfg)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        torch.save({"key": key, "config": net.config, "state_dict": net.state_dict()}, tmp)
-        os.replace(tmp, path)
+        torch_save_atomic({"key": key, "config": net.config, "state_dict": net.state_dict()}, path)
     return net
 
 

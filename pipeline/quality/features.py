@@ -8,12 +8,13 @@ leaves the caller's RNG untouched; the network is cached in the run folder.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from pipeline.data.cache import torch_save_atomic
 
 
 def to_signed_unit(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -130,8 +131,5 @@ def load_or_train_feature_net(path: str | Path, images: torch.Tensor, labels: to
             net.load_state_dict(saved["state_dict"])
             return net.eval()
     net = train_feature_net(images, labels, n_classes, feature_dim, epochs, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"key": key, "config": net.config, "state_dict": net.state_dict()}, tmp)
-    os.replace(tmp, path)
+    torch_save_atomic({"key": key, "config": net.config, "state_dict": net.state_dict()}, path)
     return net

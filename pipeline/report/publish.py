@@ -9,7 +9,7 @@ import time
 import warnings
 from pathlib import Path
 
-from pipeline.tracking import find_run, start_run, tracking_enabled, tracking_uri, with_retry
+from pipeline.tracking import find_run, ready_store, start_run, tracking_enabled, tracking_uri, with_retry
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def log_to_mlflow(dataset: str, files: list[Path], parent_run_id: str | None, *,
     from mlflow.tracking import MlflowClient
 
     clean = {metric_key(k): float(v) for k, v in (metrics or {}).items() if v is not None}
-    client = MlflowClient(tracking_uri())
+    client = MlflowClient(ready_store())
     wanted = parent_run_id
     try:  # the id evaluate recorded, else the latest run named evaluate-<dataset> in this store
         parent_run_id = find_run("evaluate", dataset, None, parent_run_id)

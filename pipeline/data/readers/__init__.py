@@ -5,6 +5,8 @@ fail on a bad label before spending time on pixels. Registry: ``READERS[name](so
 """
 from __future__ import annotations
 
+import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,25 @@ def patient_key(raw: str, pattern: Optional[str], where: str) -> str:
         raise DataError(f"{where}: patient id does not match patient_pattern {pattern!r}; "
                         "fix the pattern in params.yaml (source.patient_pattern) or the id")
     return m.group(1) if m.groups() else m.group(0)
+
+
+def read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Header and (line number, row) of a UTF-8 CSV (a BOM is dropped); bytes that are not UTF-8 or broken
+    quoting stop with a DataError naming the line."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the CSV as UTF-8") \
+            from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = list(reader.fieldnames or [])
+        rows = [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num}: {exc}; fix the line (quotes must come in pairs)") from None
+    return header, rows
 
 
 def canonical_label(raw: str) -> str:

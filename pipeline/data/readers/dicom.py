@@ -6,8 +6,12 @@ Patient ids only group images; ingest replaces them by salted hashes before anyt
 """
 from __future__ import annotations
 
-import csv
+import logging
+import math
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pydicom
@@ -15,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from pipeline.data.imageio import read_image, to_channels
-from pipeline.data.readers import Item, ItemLesion, canonical_label, patient_key
+from pipeline.data.readers import Item, ItemLesion, canonical_label, patient_key, read_csv
 from pipeline.errors import DataError
 
 # CBIS-DDSM's own column names are accepted beside the short ones.
@@ -25,10 +29,21 @@ ALIASES = {
     "image_path": ("image_path", "image file path", "path"),
     "roi_mask_path": ("roi_mask_path", "roi mask file path"),
 }
+log = logging.getLogger(__name__)
 
 
 def dicom_to_unit(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Decode a DICOM to float32 in [0, 1] as a reader would view it (dense tissue bright)."""
+    try:
+        return _decode(ds, path)
+    except DataError:
+        raise
+    except Exception as exc:  # pydicom parses lazily: a damaged element fails only when it is read
+        raise DataError(f"{path}: DICOM cannot be decoded ({type(exc).__name__}: {exc}); the file is truncated or "
+                        "corrupt: re-export it") from None
+
+
+def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     if "PixelData" not in ds:
         raise DataError(f"{path}: DICOM has no pixel data (PixelData tag missing); is it a structured report "
                         "or a DICOMDIR? remove it from the image folder")
@@ -91,12 +106,45 @@ def _dcmread(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes); re-copy it or remove it")
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        with _pydicom_warnings() as warned:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except InvalidDicomError:
         raise DataError(f"{path}: not a DICOM file (no DICM preamble); remove it or fix its extension") from None
     except Exception as exc:  # pydicom raises many types for a damaged header
         raise DataError(f"{path}: DICOM header cannot be read ({type(exc).__name__}: {exc}); the file is "
                         "truncated or corrupt: re-export it") from None
+    ended_early = [m for m in warned if "end of file" in m.lower()]
+    if ended_early:
+        raise DataError(f"{path}: DICOM file ends early ({ended_early[0]}); the file is truncated or corrupt: "
+                        "re-export it")
+    for message in warned:
+        log.warning("%s: %s", path, message)
+    return ds
+
+
+@contextmanager
+def _pydicom_warnings() -> Iterator[list[str]]:
+    """Collect what pydicom warns and logs while one file is read (it does both), so that the caller can
+    name the file in one line, or stop on a file that ends early."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("pydicom"), Collect(logging.WARNING)
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield messages
+        messages.extend(str(w.message) for w in caught)
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    unique = list(dict.fromkeys(m.split(" in file ")[0] for m in messages))
+    messages[:] = unique
 
 
 def _column(header: list[str], name: str, csv_path: Path, required: bool = True) -> str | None:
@@ -123,42 +171,43 @@ def _list_from_csv(source, csv_path: Path) -> list[Item]:
     if not csv_path.is_file():
         raise DataError(f"{csv_path}: labels CSV not found; fix source.labels_csv in params.yaml")
     base = csv_path.parent
-    with csv_path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        c_pid, c_lab, c_img = (_column(header, n, csv_path) for n in ("patient_id", "pathology", "image_path"))
-        c_roi = _column(header, "roi_mask_path", csv_path, required=False)
-        has_xyr = all(_column(header, n, csv_path, required=False) for n in ("x", "y", "radius"))
-        by_image: dict[str, Item] = {}
-        for lineno, row in enumerate(reader, start=2):
-            where = f"{csv_path} line {lineno}"
-            rel = (row.get(c_img) or "").strip()
-            if not rel:
-                raise DataError(f"{where}: empty image path; fill it or drop the line")
-            path = (base / rel) if not Path(rel).is_absolute() else Path(rel)
-            label = canonical_label(row.get(c_lab) or "")
-            if not label:
-                raise DataError(f"{where}: empty pathology; fill it or drop the line")
-            patient = patient_key((row.get(c_pid) or "").strip() or path.stem, source.patient_pattern, where)
-            item = by_image.get(str(path))
-            if item is None:
-                item = Item(path=path, label=label, patient=patient, image_id=path.stem,
-                            loader=lambda ch, p=path: read_dicom(p, ch))
-                by_image[str(path)] = item
-            elif item.patient != patient:
-                raise DataError(f"{where}: {rel} listed for two patients; fix the CSV")
-            if label == "malignant":
-                item.label = "malignant"  # several abnormalities per film: the worst wins
-            elif item.label == "normal":
-                item.label = label
-            if has_xyr and (row.get("x") or "").strip():
-                try:
-                    x, y, r = float(row["x"]), float(row["y"]), float(row["radius"])
-                except ValueError:
-                    raise DataError(f"{where}: x, y, radius are not numbers; fix the line") from None
-                item.lesions.append(ItemLesion(x=x, y=y, radius=r, label=label, where=where))
-            elif c_roi and (row.get(c_roi) or "").strip():
-                item.lesions.append(_mask_lesion(base / row[c_roi].strip(), label, where))
+    header, rows = read_csv(csv_path)
+    c_pid, c_lab, c_img = (_column(header, n, csv_path) for n in ("patient_id", "pathology", "image_path"))
+    c_roi = _column(header, "roi_mask_path", csv_path, required=False)
+    has_xyr = all(_column(header, n, csv_path, required=False) for n in ("x", "y", "radius"))
+    by_image: dict[str, Item] = {}
+    for lineno, row in rows:
+        where = f"{csv_path} line {lineno}"
+        rel = (row.get(c_img) or "").strip()
+        if not rel:
+            raise DataError(f"{where}: empty image path; fill it or drop the line")
+        path = (base / rel) if not Path(rel).is_absolute() else Path(rel)
+        label = canonical_label(row.get(c_lab) or "")
+        if not label:
+            raise DataError(f"{where}: empty pathology; fill it or drop the line")
+        patient = patient_key((row.get(c_pid) or "").strip() or path.stem, source.patient_pattern, where)
+        item = by_image.get(str(path))
+        if item is None:
+            item = Item(path=path, label=label, patient=patient, image_id=path.stem,
+                        loader=lambda ch, p=path: read_dicom(p, ch))
+            by_image[str(path)] = item
+        elif item.patient != patient:
+            raise DataError(f"{where}: {rel} listed for two patients; fix the CSV")
+        if label == "malignant":
+            item.label = "malignant"  # several abnormalities per film: the worst wins
+        elif item.label == "normal":
+            item.label = label
+        if has_xyr and (row.get("x") or "").strip():
+            try:
+                x, y, r = float(row["x"]), float(row["y"]), float(row["radius"])
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: x, y, radius are not numbers; fix the line") from None
+            if not (math.isfinite(x) and math.isfinite(y) and math.isfinite(r) and r > 0):
+                raise DataError(f"{where}: x, y, radius {x:g}, {y:g}, {r:g} must be finite with a positive "
+                                "radius; fix the line")
+            item.lesions.append(ItemLesion(x=x, y=y, radius=r, label=label, where=where))
+        elif c_roi and (row.get(c_roi) or "").strip():
+            item.lesions.append(_mask_lesion(base / row[c_roi].strip(), label, where))
     if not by_image:
         raise DataError(f"{csv_path}: no rows; add images or point to another CSV")
     return list(by_image.values())

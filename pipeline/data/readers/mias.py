@@ -7,6 +7,7 @@ left/right pairs of one patient: mdb001+mdb002, mdb003+mdb004, ...
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -18,6 +19,7 @@ TISSUES = {"F", "G", "D"}
 CLASSES = {"CALC", "CIRC", "SPIC", "MISC", "ARCH", "ASYM", "NORM"}
 SEVERITY = {"B": "benign", "M": "malignant"}
 ROW = re.compile(r"^mdb\d{3}\b")
+REF = re.compile(r"mdb\d{3}")
 
 
 def pair_patient(ref: str) -> str:
@@ -38,6 +40,9 @@ def parse_info(path: Path) -> dict[str, dict]:
         tokens = line.split()
         tokens = [t for t in tokens if t != "*NOTE" and t != "3*"]  # '*NOTE 3*': no centre given
         ref, tissue, abn = (tokens + ["", "", ""])[:3]
+        if not REF.fullmatch(ref):
+            raise DataError(f"{where}: reference {ref!r} is not mdb followed by 3 digits; fix the file or drop the "
+                            "line")
         if tissue not in TISSUES:
             raise DataError(f"{where}: tissue {tissue!r} is not F, G or D; fix the file or drop the line")
         if abn not in CLASSES:
@@ -66,6 +71,8 @@ def parse_info(path: Path) -> dict[str, dict]:
             x, y, r = (float(t) for t in tokens[4:7])
         except ValueError:
             raise DataError(f"{where}: x, y, radius {tokens[4:7]} are not numbers; fix the line") from None
+        if not all(math.isfinite(v) for v in (x, y, r)):
+            raise DataError(f"{where}: x, y, radius {tokens[4:7]} must be finite numbers; fix the line")
         if r <= 0:
             raise DataError(f"{where}: radius {r:g} must be positive; fix the line")
         film["lesions"].append(ItemLesion(x=x, y=y, radius=r, label=label, y_from_bottom=True, where=where))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,6 +97,7 @@ class StageRunner:
     def close(self) -> None:
         self._server.stdin.close()
         self._server.wait(timeout=60)
+        shutil.rmtree(self._logs, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------- the server

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
+from pipeline.workspace import main_checkout
+
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,8 +33,9 @@ _READY_STORES: set[str] = set()
 
 
 def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<repo>/mlflow.db`` (the queuing repository's file when
+    DVC runs a queued experiment in a temporary copy: see :mod:`pipeline.workspace`)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{main_checkout(REPO_ROOT) / 'mlflow.db'}"
 
 
 def ready_store() -> str:

@@ -9,16 +9,23 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import DataError
+from pipeline.workspace import main_checkout
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm"}
 
 
 def load_salt(env_name: str = "PIPELINE_ID_SALT", salt_file: str | Path = ".pipeline_salt") -> str:
-    """The salt for patient hashes: from the environment, else a random per-checkout file (git-ignored)."""
+    """The salt for patient hashes: from the environment, else a random per-checkout file (git-ignored).
+
+    A relative ``salt_file`` lies in the working directory, or in the repository that queued the run when
+    DVC runs a queued experiment in a temporary copy (so every experiment hashes a patient the same way).
+    """
     value = os.environ.get(env_name)
     if value:
         return value
     path = Path(salt_file)
+    if not path.is_absolute():
+        path = main_checkout(Path.cwd()) / path
     if path.is_file():
         return path.read_text().strip()
     salt = secrets.token_hex(16)

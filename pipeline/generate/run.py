@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from pipeline.data.cache import atomic_dir, load_meta, load_split, write_json_atomic
@@ -275,9 +276,17 @@ def measure_quality(records: list[Generated], train_sets: dict[str, tuple[torch.
     return quality
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
+SYNTHETIC_PNG_TEXT = {"Synthetic": "true",
+                      "Comment": "SYNTHETIC image made by a GAN; not a patient image; not for diagnosis"}
+
+
+def write_png(path: Path, image: np.ndarray, text: dict[str, str] | None = None) -> None:
+    """``image`` (C, H, W) uint8 as PNG; every text chunk of :data:`SYNTHETIC_PNG_TEXT` and ``text`` marks it."""
     arr = image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
-    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG")
+    info = PngInfo()
+    for key, value in {**SYNTHETIC_PNG_TEXT, **(text or {})}.items():
+        info.add_text(key, value)
+    Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG", pnginfo=info)
 
 
 def _fmt(x: float) -> str:
@@ -297,7 +306,7 @@ def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | N
         for n, r in enumerate(tqdm(run.records, desc="write", unit="img", disable=None)):
             stem = file_stem(run.gan, r.class_name, r.index)
             rel = f"{FOLDER_OF[r.reason]}/{stem}.png"
-            write_png(tmp / rel, r.image)
+            write_png(tmp / rel, r.image, {"Generator": f"{run.gan} ({run.dataset})", "Class": r.class_name})
             rows.append({"path": rel, "class": r.class_name, "generator": run.gan, "checkpoint": run.generator.label,
                          "seed": r.seed, "kept": "true" if r.kept else "false", "reason": r.reason,
                          "synthetic": "true", "confidence": _fmt(r.confidence),

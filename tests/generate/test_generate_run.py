@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import csv
 
+
 import pytest
+from PIL import Image
 
 from gen_toy import TRAIN_COUNTS, fast_generate_section
 from pipeline.config import build
@@ -40,6 +42,9 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
         assert row["checkpoint"].startswith("best.pt@") and "/" not in row["checkpoint"]
         assert (row["kept"] == "true") == (row["reason"] == "kept")
         assert row["path"].startswith("images/") == (row["kept"] == "true")
+        with Image.open(out / row["path"]) as png:  # the file itself says it is synthetic
+            assert png.text["Synthetic"] == "true" and "SYNTHETIC" in png.text["Comment"]
+            assert png.text["Class"] == row["class"]
     arrays = load_synthetic(out / "manifest.csv", ["square", "disc", "bars"], 1, 32)
     assert len(arrays) == sum(v["target"] for v in run.metrics["counts"].values())
     assert (out / "samples.png").is_file()

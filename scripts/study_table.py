@@ -1,0 +1,84 @@
+"""Summarise a finished study run (a preset's `dvc repro`) as a markdown table for reports/.
+
+    python scripts/study_table.py --repo /path/to/checkout --dataset herlev --out reports/study/herlev.md
+
+Reads what the stages wrote for DVC: metrics/evaluate/<dataset>.json (every arm's mean and 95 %
+interval over paired seeds, gains against real-only and against the best non-GAN arm with bootstrap
+intervals), metrics/generate/<dataset>_<gan>.json (kept / generated per class) and
+metrics/train_gan/<dataset>_<gan>.json (steps, best epoch, Frechet distance, diversity).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+METRICS = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro")
+GANS = ("cdcgan", "acgan")
+
+
+def load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def ci(d: dict | None) -> str:
+    if not d or d.get("mean") is None:
+        return "-"
+    return f"{d['mean']:.3f} [{d['low']:.3f}, {d['high']:.3f}]"
+
+
+def gain(d: dict | None) -> str:
+    if not d or d.get("diff") is None:
+        return "-"
+    return f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {d.get('label', '')}"
+
+
+def render(repo: Path, dataset: str) -> str:
+    ev = load(repo / "metrics" / "evaluate" / f"{dataset}.json")
+    if ev is None:
+        raise SystemExit(f"{repo}/metrics/evaluate/{dataset}.json: not found; run the study (dvc repro) first")
+    lines = [f"# Study: {dataset}", "",
+             f"{ev['n_seeds']} paired seeds per arm (same splits, same seeds), real test split only; "
+             f"minority class: {ev.get('minority_class')}; evaluate stage {ev.get('time_s')} s. "
+             "Cells: mean over seeds [95 % interval]. Gains: paired difference against real-only "
+             "[95 % bootstrap interval]; an interval that spans 0 is reported as no gain.", "",
+             "| arm | " + " | ".join(METRICS) + " | macro-F1 gain vs real-only | minority-recall gain vs real-only |",
+             "|---" * (len(METRICS) + 3) + "|"]
+    for arm, m in ev["arms"].items():
+        g = ev["gains_vs_real_only"].get(arm, {})
+        lines.append(f"| {arm} | " + " | ".join(ci(m.get(k)) for k in METRICS)
+                     + f" | {gain(g.get('macro_f1'))} | {gain(g.get('minority_recall'))} |")
+    best = ev.get("best_non_gan")
+    lines += ["", f"Best non-GAN arm: {best}. GAN arms against it (macro-F1):", ""]
+    for arm, g in ev.get("gains_vs_best_non_gan", {}).items():
+        if arm in GANS or arm.startswith("synthetic"):
+            lines.append(f"- {arm}: {gain(g.get('macro_f1'))}")
+    lines += ["", "## GANs", "", "| GAN | steps | best epoch | best FD | lowest class diversity ratio | kept / generated "
+              "(per class) | generation img/s |", "|---|---|---|---|---|---|---|"]
+    for gan in GANS:
+        tr = load(repo / "metrics" / "train_gan" / f"{dataset}_{gan}.json") or {}
+        ge = load(repo / "metrics" / "generate" / f"{dataset}_{gan}.json") or {}
+        div = tr.get("best_diversity_ratio_per_class") or {}
+        counts = ", ".join(f"{c} {v['kept']}/{v['generated']}" for c, v in (ge.get("counts") or {}).items())
+        fd = tr.get("best_quality_fd")
+        speed = (ge.get("throughput") or {}).get("generation_images_per_s")
+        lines.append(f"| {gan} | {tr.get('steps', '-')} | {tr.get('best_epoch', '-')} | "
+                     f"{fd:.2f} | {min(div.values()):.2f} | {counts} | {speed:.0f} |" if fd is not None and div and speed
+                     else f"| {gan} | {tr.get('steps', '-')} | - | - | - | {counts} | - |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repo", default=".", help="the checkout the study ran in")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(Path(args.repo), args.dataset))
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+import yaml
+
 METRICS = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro")
 GANS = ("cdcgan", "acgan")
 
@@ -33,6 +35,11 @@ def gain(d: dict | None) -> str:
     return f"{d['diff']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] {d.get('label', '')}"
 
 
+def kept_images(repo: Path, dataset: str, gan: str) -> int | str:
+    ge = load(repo / "metrics" / "generate" / f"{dataset}_{gan}.json")
+    return sum(v["kept"] for v in ge["counts"].values()) if ge else "?"
+
+
 def render(repo: Path, dataset: str) -> str:
     ev = load(repo / "metrics" / "evaluate" / f"{dataset}.json")
     if ev is None:
@@ -41,12 +48,18 @@ def render(repo: Path, dataset: str) -> str:
              f"{ev['n_seeds']} paired seeds per arm (same splits, same seeds), real test split only; "
              f"minority class: {ev.get('minority_class')}; evaluate stage {ev.get('time_s')} s. "
              "Cells: mean over seeds [95 % interval]. Gains: paired difference against real-only "
-             "[95 % bootstrap interval]; an interval that spans 0 is reported as no gain.", "",
-             "| arm | " + " | ".join(METRICS) + " | macro-F1 gain vs real-only | minority-recall gain vs real-only |",
-             "|---" * (len(METRICS) + 3) + "|"]
+             "[95 % bootstrap interval]; an interval that spans 0 is reported as no gain. An arm that adds "
+             "no synthetic image trains exactly like its baseline (same seeds), so its gain is exactly 0.", "",
+             "| arm | synthetic images added | " + " | ".join(METRICS)
+             + " | macro-F1 gain vs real-only | minority-recall gain vs real-only |",
+             "|---" * (len(METRICS) + 4) + "|"]
+    params = yaml.safe_load((repo / "params.yaml").read_text()) if (repo / "params.yaml").is_file() else {}
+    mixed_gan = (params.get("evaluate") or {}).get("synthetic_classical_gan", "acgan")
     for arm, m in ev["arms"].items():
         g = ev["gains_vs_real_only"].get(arm, {})
-        lines.append(f"| {arm} | " + " | ".join(ci(m.get(k)) for k in METRICS)
+        gan = arm if arm in GANS else mixed_gan if arm == "synthetic_classical" else None
+        added = "-" if gan is None else str(kept_images(repo, dataset, gan)) + ("" if gan == arm else f" ({gan})")
+        lines.append(f"| {arm} | {added} | " + " | ".join(ci(m.get(k)) for k in METRICS)
                      + f" | {gain(g.get('macro_f1'))} | {gain(g.get('minority_recall'))} |")
     best = ev.get("best_non_gan")
     lines += ["", f"Best non-GAN arm: {best}. GAN arms against it (macro-F1):", ""]

@@ -7,6 +7,8 @@ TORCH     ?= torch==2.13.0
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
+# dvc.yaml's commands say `python -m stages...`: that must be this environment's python, not the system's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup run test bench clean
 

@@ -54,6 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from pipeline.data.cache import write_bytes_atomic  # noqa: E402
 from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets  # noqa: E402
@@ -725,13 +726,6 @@ def render(sections: list[Section], header: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes: about 2 minutes on 2 cores")
@@ -799,11 +793,11 @@ def main(argv: list[str] | None = None) -> int:
                                       "running, so absolute figures are below an idle machine's; each ratio "
                                       "compares two sides under the same load but is noisier than on an idle one")
     out = Path(args.out)
-    write_atomic(out, render(sections, header))
+    write_bytes_atomic(out, render(sections, header).encode())
     if args.json:
-        write_atomic(Path(args.json), json.dumps({"header": header, "sections": [dataclasses.asdict(s)
+        write_bytes_atomic(Path(args.json), json.dumps({"header": header, "sections": [dataclasses.asdict(s)
                                                                                  for s in sections]}, indent=2,
-                                                 default=str) + "\n")
+                                                 default=str).encode() + b"\n")
     print(f"bench: wrote {out} in {total:.0f} s", file=sys.stderr)
     return 0
 

@@ -12,7 +12,7 @@ and each variant's last sample grid is copied beside it. MLflow is off.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import copy
 import re
 import shutil
 import sys
@@ -23,16 +23,21 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import load_params  # noqa: E402
+from pipeline.config import build  # noqa: E402
+from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.train import train_gan  # noqa: E402
 
 
-def override(cfg, dotted: str, raw: str):
-    """A copy of the dataclass ``cfg`` with ``a.b = raw`` (parsed as YAML)."""
-    head, _, rest = dotted.partition(".")
-    value = getattr(cfg, head)
-    new = override(value, rest, raw) if rest else yaml.safe_load(raw)
-    return dataclasses.replace(cfg, **{head: new})
+def with_overrides(section: dict, pairs: list[tuple[str, str]], where: str) -> GanConfig:
+    """The ``gan`` section with ``a.b = value`` (parsed as YAML) set, built and checked like params.yaml."""
+    section = copy.deepcopy(section)
+    for dotted, raw in pairs:
+        *parents, leaf = dotted.split(".")
+        node = section
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(raw)
+    return build(GanConfig, section, "gan", where)
 
 
 def parse_variant(text: str) -> tuple[str, list[tuple[str, str]]]:
@@ -52,17 +57,14 @@ def main() -> None:
     p.add_argument("--out", default="reports/ablation")
     args = p.parse_args()
 
-    base = load_params(args.params).extra["gan"]
-    base = override(base, "train.epochs", str(args.epochs))
-    base = override(base, "train.tracking", "false")
+    section = (yaml.safe_load(Path(args.params).read_text()) or {}).get("gan", {})
+    common = [("train.epochs", str(args.epochs)), ("train.tracking", "false")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for text in args.variant:
         name, pairs = parse_variant(text)
-        cfg = base
-        for key, raw in pairs:
-            cfg = override(cfg, key, raw)
+        cfg = with_overrides(section, common + pairs, f"{args.params} + --variant {name}")
         run_dir = out / "runs" / name
         shutil.rmtree(run_dir, ignore_errors=True)
         t0 = time.perf_counter()

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         log_to_mlflow(tracker, result, out)
     t = result.metrics["totals"]
     print(f"generate {dataset}/{gan}: {t['kept']}/{t['target']} kept of {t['generated']} generated "
-          f"({t['memorised']} memorised, {t['low_confidence']} low confidence, shortfall {t['shortfall']}) -> {out}")
+          f"({t['memorised']} memorised, {t['unrealistic']} unrealistic, {t['low_confidence']} low confidence, "
+          f"shortfall {t['shortfall']}) -> {out}")
 
 
 if __name__ == "__main__":

@@ -30,10 +30,23 @@ class TargetConfig:
 
 @dataclass
 class FilterConfig:
-    """Keep a fake only when a classifier trained on real training images agrees with its conditioning class."""
+    """Keep a fake only when it lies among real training images of its class (realism: k-NN balls in the
+    classifier's feature space and in image statistics, pipeline/quality/realism.py) and the classifier
+    trained on real training images agrees with its conditioning class."""
 
-    enabled: bool = True
+    enabled: bool = True  # false: neither test, only the copy gate
     min_confidence: float = field(default=0.5, metadata=rng(0.0, 1.0))  # softmax of the conditioning class
+    realism: bool = True  # inside some real training image's k-NN ball of its class (Kynkaanniemi et al. 2019)
+    realism_spaces: list[Literal["classifier", "image_stats"]] = field(  # the fake must pass in each
+        default_factory=lambda: ["classifier", "image_stats"])
+    realism_k: int = field(default=3, metadata=rng(1, 100))  # ball radius: distance to the k-th nearest of the class
+    realism_val_pass: float = field(default=0.95, metadata=rng(0.5, 1.0))  # scale: this share of real val images pass
+    realism_min_val_images: int = field(default=10, metadata=rng(1, 100000))  # fewer in a class: scale of all classes
+
+    def validate(self, prefix: str, where: str) -> None:
+        if self.realism and (not self.realism_spaces or len(set(self.realism_spaces)) < len(self.realism_spaces)):
+            raise ConfigError(f"{where}: {prefix}.realism_spaces: {self.realism_spaces} must name each space once, "
+                              "e.g. [classifier, image_stats]; or set realism: false")
 
 
 @dataclass

@@ -1,17 +1,23 @@
 """Generate minority-class images with a trained GAN, gate copies, filter, measure, and write them out.
 
 Reads top to bottom: the data set and the checked generator, the real-data classifier (feature space
-and filter), the memorisation thresholds, then per class a loop that generates a batch, gates and
-filters it and repeats until the class has its target of KEPT images or ``max_attempts_factor`` x the
-target have been generated (the shortfall is reported, never hidden). Then the quality metrics, each
-beside its real-vs-real reference. :func:`write_outputs` writes the folder atomically::
+and filter), the memorisation thresholds, the realism balls, then per class a loop that generates a
+batch, gates and filters it and repeats until the class has its target of KEPT images or
+``max_attempts_factor`` x the target have been generated (the shortfall is reported, never hidden).
+Then the quality metrics, each beside its real-vs-real reference. :func:`write_outputs` writes the
+folder atomically::
 
     manifest.csv                      one row per generated image (pipeline.data.synthetic.MANIFEST_COLUMNS)
     images/syn_<gan>_<class>_<i>.png  kept images (the only ones a classifier arm reads)
     memorised/syn_....png             excluded as copies, and memorised.csv with their nearest real image ids
-    rejected/syn_....png              excluded by the confidence filter
+    rejected/syn_....png              excluded by the filter (unrealistic or low confidence)
     dicom/syn_....dcm                 kept images as synthetic Secondary Capture DICOM (when exported)
     samples.png                       a grid of kept images, one row per class
+
+Each fake gets the first reason that applies, in this order: ``memorised`` (copy gate), ``unrealistic``
+(outside the k-NN balls of the real training images of its class, pipeline/quality/realism.py),
+``low_confidence`` (the classifier's softmax of its class < ``min_confidence``), else ``kept``. Class
+confidence alone keeps noise: the softmax picks the nearest class even for an image unlike any of them.
 
 Real training pixels are never written here: the folder may travel as "synthetic", so the nearest real
 image of a memorised fake is named by its id only.
@@ -48,9 +54,10 @@ from pipeline.generate.targets import class_targets
 from pipeline.quality.features import extract_features, to_signed_unit
 from pipeline.quality.memorisation import build_reference, fit_thresholds, gate
 from pipeline.quality.metrics import finite, ms_ssim_setup
+from pipeline.quality.realism import fit_realism
 
-REASONS = ("kept", "memorised", "low_confidence")
-FOLDER_OF = {"kept": "images", "memorised": "memorised", "low_confidence": "rejected"}
+REASONS = ("kept", "memorised", "unrealistic", "low_confidence")  # a fake gets the first that applies, after kept
+FOLDER_OF = {"kept": "images", "memorised": "memorised", "unrealistic": "rejected", "low_confidence": "rejected"}
 
 
 @dataclass
@@ -70,6 +77,7 @@ class Generated:
     nn_pixel_real_id: str
     feature_relative: float
     pixel_relative: float
+    ball_scale: float  # smallest radius scale at which it enters a k-NN ball of its class (nan: realism off)
     features: torch.Tensor = field(repr=False)
 
     @property
@@ -179,7 +187,10 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
     reference = build_reference(train_x, train_f, list(train.image_ids), lambda x: extract_features(net, x),
                                 cfg.memorisation.match_flips)
     thresholds = fit_thresholds(reference, val_x, val_f, cfg.memorisation.percentile, cfg.memorisation.neighbours_k)
-    min_conf = cfg.filter.min_confidence
+    min_conf, fc = cfg.filter.min_confidence, cfg.filter
+    realism = fit_realism(train_x, train_f, train_y, val_x, val_f, val_y, len(classes), fc.realism_spaces,
+                          fc.realism_k, fc.realism_val_pass, fc.realism_min_val_images) \
+        if fc.enabled and fc.realism else None
 
     # ------------------------------------------------------------------ generate, gate, filter, repeat
     records: list[Generated] = []
@@ -197,10 +208,14 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
             with timer("gate"):
                 feats, probs = features_and_probabilities(net, images)
                 verdict = gate(images, feats, reference, thresholds)
+                ball_scale = realism.entry_scales(images, feats, c).numpy() if realism else np.full(n, np.nan)
+                realistic = ball_scale <= realism.scale(c) if realism else np.ones(n, dtype=bool)
             conf = probs[:, c].numpy()
             for k in range(n):
                 if verdict.memorised[k]:
                     reason = "memorised"
+                elif not realistic[k]:
+                    reason = "unrealistic"
                 elif cfg.filter.enabled and conf[k] < min_conf:
                     reason = "low_confidence"
                 else:
@@ -209,7 +224,7 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
                                          float(verdict.feature_distance[k]), float(verdict.pixel_distance[k]),
                                          verdict.nn_real_id[k], verdict.feature_nn_id[k], verdict.pixel_nn_id[k],
                                          float(verdict.feature_relative[k]), float(verdict.pixel_relative[k]),
-                                         feats[k]))
+                                         float(ball_scale[k]), feats[k]))
                 n_kept += reason == "kept"
             bar.update(min(target, n_kept) - bar.n)
             index += n
@@ -244,7 +259,8 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
         "filter": {"enabled": cfg.filter.enabled, "min_confidence": min_conf,
                    "real_val_pass_rate": real_pass,
                    "real_train_pass_rate": {c: float((train_p[train_y == i, i] >= min_conf).double().mean())
-                                            for i, c in enumerate(classes) if bool((train_y == i).any())}},
+                                            for i, c in enumerate(classes) if bool((train_y == i).any())},
+                   "realism": {"enabled": True, **realism.as_dict(classes)} if realism else {"enabled": False}},
         "quality": quality,
         "settings": {"feature_space": f"FeatureNet ({cfg.classifier.feature_dim}-d) trained here on the real training "
                                       "split, class-balanced",
@@ -297,7 +313,7 @@ def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | N
     """Write the folder described in the module docstring, atomically; returns ``out_dir``."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        for folder in FOLDER_OF.values():
+        for folder in sorted(set(FOLDER_OF.values())):  # unrealistic and low_confidence share rejected/
             (tmp / folder).mkdir()
         if run.dicom:
             (tmp / "dicom").mkdir()
@@ -381,6 +397,10 @@ def log_to_mlflow(tracker, run: GenerationRun, out_dir: Path) -> None:
     for key in ("feature_threshold", "pixel_threshold_rms", "relative_feature_threshold", "relative_pixel_threshold",
                 "real_val_flag_rate"):
         flat[f"memorisation_{key}"] = run.metrics["memorisation"][key]
+    for c, per in run.metrics["filter"]["realism"].get("per_class", {}).items():
+        for key in ("scale", "real_val_pass_rate"):
+            if isinstance(per.get(key), (int, float)):
+                flat[f"realism_{key}_{c}"] = per[key]
     tracker.log_metrics({re.sub(r"[^A-Za-z0-9_\-. /]", "_", k): v for k, v in flat.items()})
     for name in ("samples.png", "manifest.csv", "memorised/memorised.csv"):
         if (out_dir / name).is_file():

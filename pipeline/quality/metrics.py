@@ -64,10 +64,12 @@ def kid(fake: torch.Tensor, real: torch.Tensor, n_subsets: int = 100, subset_siz
 
 
 # ---------------------------------------------------------------------------------------------- PRDC
-def kth_neighbour_radii(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance of each row to its k-th nearest other row (N,)."""
-    d = torch.cdist(x.double(), x.double())
-    return d.kthvalue(k + 1, dim=1).values  # +1: the point itself is its own 0-distance neighbour
+def kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """Distance of each row to its k-th nearest other row (N,); rows in chunks, so memory stays O(chunk x N)."""
+    x = x.double()
+    parts = [torch.cdist(x[s:s + chunk], x).kthvalue(k + 1, dim=1).values  # +1: the point itself is at 0
+             for s in range(0, len(x), chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:

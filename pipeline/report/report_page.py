@@ -24,6 +24,8 @@ from pipeline.report.inputs import (Evaluation, QualityRow, ReportInputs, Synthe
 from pipeline.report.plots import confusion_pair, training_curves
 
 REASON_TEXT = {"memorised": "excluded as possible copies of a training image (memorisation gate)",
+               "unrealistic": "excluded because they did not lie among the real training images of their class "
+                              "(realism check)",
                "low_confidence": "excluded because a classifier could not recognise their class"}
 SAMPLE_SEED = 0  # which kept images the report shows (fixed, so re-running gives the same page)
 MEMORISATION_REASONS = re.compile(r"memor|copy|duplicate|near|nn|too_close|similar", re.I)

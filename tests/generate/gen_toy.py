@@ -39,9 +39,11 @@ def shapes(counts: tuple[int, ...], size_px: int = 32, channels: int = 1, seed: 
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def write_toy_cache(data_dir: Path, size_px: int = 32, channels: int = 1, modality: str = "mammography") -> Path:
+def write_toy_cache(data_dir: Path, size_px: int = 32, channels: int = 1, modality: str = "mammography",
+                    train_counts: tuple[int, ...] = TRAIN_COUNTS, val_counts: tuple[int, ...] = VAL_COUNTS) -> Path:
+    """Train, val and test splits (test the size of val) as the ingest stage writes them."""
     (data_dir / "cache").mkdir(parents=True, exist_ok=True)
-    for split, counts, seed in (("train", TRAIN_COUNTS, 0), ("val", VAL_COUNTS, 1), ("test", VAL_COUNTS, 2)):
+    for split, counts, seed in (("train", train_counts, 0), ("val", val_counts, 1), ("test", val_counts, 2)):
         x, y = shapes(counts, size_px, channels, seed)
         ids = np.asarray([f"{split}_{i:03d}" for i in range(len(y))])
         np.savez(data_dir / "cache" / f"{split}.npz", images=x, labels=y, image_ids=ids)

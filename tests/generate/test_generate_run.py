@@ -30,7 +30,7 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
     assert {c: v["target"] for c, v in run.metrics["counts"].items()} == {"disc": top - 6, "bars": top - 4}
     for c, v in run.metrics["counts"].items():
         assert v["kept"] == v["target"] and v["shortfall"] == 0
-        assert v["generated"] == v["kept"] + v["memorised"] + v["low_confidence"]
+        assert v["generated"] == v["kept"] + v["memorised"] + v["unrealistic"] + v["low_confidence"]
     rows = read_manifest(out / "manifest.csv")
     with open(out / "manifest.csv") as f:
         assert next(csv.reader(f)) == MANIFEST_COLUMNS
@@ -68,7 +68,7 @@ def test_a_shortfall_is_reported_not_hidden(tmp_path, toy_data, toy_checkpoint):
                  target={"mode": "counts", "counts": {"bars": 5}, "max_attempts_factor": 3.0})
     bars = run.metrics["counts"]["bars"]
     assert bars["generated"] == 15 and bars["kept"] == 0 and bars["shortfall"] == 5
-    assert bars["low_confidence"] + bars["memorised"] == 15
+    assert bars["memorised"] + bars["unrealistic"] + bars["low_confidence"] == 15
     rows = read_manifest(tmp_path / "syn" / "manifest.csv")
     assert all(r["kept"] == "false" and (tmp_path / "syn" / r["path"]).is_file() for r in rows)
 

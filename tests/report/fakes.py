@@ -91,10 +91,11 @@ def _gan_outputs(root: Path, dataset: str, gan: str, channels: int, px: int, rng
     (out / "memorised").mkdir(parents=True, exist_ok=True)
     rows = []
     for c, cls in enumerate(CLASSES):
-        for k in range(7):  # 5 kept, 1 memorised, 1 low confidence (as pipeline/generate/run.py files them)
-            reason = "kept" if k < 5 else "memorised" if k == 5 else "low_confidence"
+        for k in range(7):  # 5 kept, 1 memorised, 1 unrealistic (last class) or low confidence, as run.py files them
+            reason = "kept" if k < 5 else "memorised" if k == 5 else \
+                "unrealistic" if cls == CLASSES[-1] else "low_confidence"
             name = f"syn_{gan}_{cls}_{k:05d}.png"
-            sub = {"kept": "images", "memorised": "memorised", "low_confidence": "rejected"}[reason]
+            sub = {"kept": "images", "memorised": "memorised"}.get(reason, "rejected")
             (out / sub).mkdir(exist_ok=True)
             arr = blob_image(rng, c, channels, px, synthetic=True)
             Image.fromarray(arr[0] if channels == 1 else arr.transpose(1, 2, 0)).save(out / sub / name)
@@ -153,11 +154,12 @@ def generate_metrics(dataset: str, gan: str) -> dict:
                      "reference": "train_vs_val" if c != "malignant" else "none: 1 validation image(s), need >= 2",
                      **_quality_block(0.1 * i, c != "malignant")} for i, c in enumerate(CLASSES)}
     overall = {k: {**v, "classes": CLASSES[:2]} for k, v in _quality_block(0.05, True).items()}
-    counts = {c: {"real_train": n, "target": 5, "generated": 7, "kept": 5, "memorised": 1, "low_confidence": 1,
-                  "shortfall": 0} for c, n in zip(CLASSES, (8, 6, 4))}
+    counts = {c: {"real_train": n, "target": 5, "generated": 7, "kept": 5, "memorised": 1,
+                  "unrealistic": int(c == CLASSES[-1]), "low_confidence": int(c != CLASSES[-1]), "shortfall": 0}
+              for c, n in zip(CLASSES, (8, 6, 4))}
     return {"dataset": dataset, "gan": gan, "checkpoint": "best.pt epoch 15", "ema": False, "seed": 0,
             "counts": counts, "totals": {"target": 15, "generated": 21, "kept": 15, "memorised": 3,
-                                         "low_confidence": 3, "shortfall": 0},
+                                         "unrealistic": 1, "low_confidence": 2, "shortfall": 0},
             "throughput": {"generation_images_per_s": 900.0, "metrics_s": 1.0, "threads": 2},
             "memorisation": {"relative_feature_threshold": 0.41, "relative_pixel_threshold": 0.52, "percentile": 1.0,
                              "k": 5, "n_real_reference": 5, "real_val_flag_rate": 0.02,

@@ -168,3 +168,14 @@ def test_no_patient_level_split_is_said(tmp_path: Path) -> None:
     (tmp_path / "data" / "mammo" / "meta.json").write_text(json.dumps(meta))
     assert "No patient-level split" not in render_report(collect(tmp_path, "mammo"), ReportConfig(), Provenance(),
                                                          "mammo")
+
+
+def test_every_exclusion_reason_of_generate_is_told_in_plain_words(tmp_path: Path) -> None:
+    from pipeline.generate.run import REASONS
+    from pipeline.report.report_page import REASON_TEXT
+
+    assert set(REASON_TEXT) == set(REASONS) - {"kept"}
+    make_project(tmp_path, gans=("acgan",))
+    html = render_report(collect(tmp_path, "mammo"), ReportConfig(), Provenance(), "mammo")
+    assert "1 excluded because they did not lie among the real training images of their class (realism check)" in html
+    assert "2 excluded because a classifier could not recognise their class" in html

@@ -57,6 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from pipeline.data.cache import write_bytes_atomic  # noqa: E402
 from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
+from pipeline.gan.precision import cpu_flags, has_cpu_bf16  # noqa: E402
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets  # noqa: E402
 from pipeline.gan.step import GanStep, memory_format  # noqa: E402
 from pipeline.gan.train import available_cores, pick_device, train_gan  # noqa: E402
@@ -174,20 +175,6 @@ def tool_env(**extra: str) -> dict[str, str]:
            "MLFLOW_DISABLE_TELEMETRY": "true"}
     env.update(extra)
     return env
-
-
-def cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def has_cpu_bf16() -> bool:
-    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
 # ============================================================================ machine

@@ -5,6 +5,11 @@ generator step, where gradients flow through them), so D cannot overfit the few 
 Images are in [-1, 1]; every transform is safe for grayscale (saturation is a no-op on one channel).
 
     x = diff_augment(x, "color,translation,cutout")
+    x = diff_augment(x, "color,translation", p=0.3)   # each transform on ~30 % of the images
+
+With ``p < 1`` each transform is applied to each image with probability ``p``; :class:`AdaptiveP`
+moves ``p`` with the overfitting heuristic of StyleGAN2-ADA (Karras et al. 2020): r_t = E[sign(D(real))]
+near 1 means D is sure of every training image (overfitting), so p rises; below the target it falls.
 """
 from __future__ import annotations
 
@@ -73,9 +78,51 @@ def policy_names(policy: str) -> list[str]:
     return [p.strip() for p in policy.split(",") if p.strip()]
 
 
-def diff_augment(x: torch.Tensor, policy: str = "") -> torch.Tensor:
-    """Apply the comma-separated ``policy`` (names in :data:`AUGMENT_FNS`); ``""`` returns ``x``."""
+def diff_augment(x: torch.Tensor, policy: str = "", p: float = 1.0) -> torch.Tensor:
+    """Apply the comma-separated ``policy`` (names in :data:`AUGMENT_FNS`); ``""`` or ``p == 0`` returns ``x``.
+
+    Each transform goes on each image with probability ``p`` (all images at ``p = 1``).
+    """
+    if p <= 0:
+        return x
     for name in policy_names(policy):
         for fn in AUGMENT_FNS[name]:
-            x = fn(x)
+            if p >= 1:
+                x = fn(x)
+            else:
+                keep = torch.rand(x.size(0), 1, 1, 1, device=x.device) >= p
+                x = torch.where(keep, x, fn(x))
     return x
+
+
+class AdaptiveP:
+    """ADA's controller of the augmentation probability, from the sign of D's outputs on real images.
+
+    Every ``interval`` D steps: r_t = mean(sign(D(real))) over those steps; p += sign(r_t - target) *
+    (images seen in the interval) / (kimg * 1000), clamped to [0, 1]. So p goes from 0 to 1 in ``kimg``
+    thousand images when D overfits all along.
+    """
+
+    def __init__(self, p: float, target: float, kimg: float, interval: int):
+        self.p, self.target, self.kimg, self.interval = float(p), target, kimg, interval
+        self.sum_sign: torch.Tensor | float = 0.0  # on the device until the interval ends: no host sync per step
+        self.count = 0
+        self.steps = 0
+        self.r_t = 0.0
+
+    def accumulate(self, real_logits: torch.Tensor) -> None:
+        self.sum_sign = self.sum_sign + torch.sign(real_logits.detach().float()).sum()
+        self.count += real_logits.numel()
+        self.steps += 1
+        if self.steps >= self.interval:
+            self.r_t = float(self.sum_sign) / max(self.count, 1)
+            adjust = (1.0 if self.r_t > self.target else -1.0) * self.count / (self.kimg * 1000.0)
+            self.p = min(1.0, max(0.0, self.p + adjust))
+            self.sum_sign, self.count, self.steps = 0.0, 0, 0
+
+    def state_dict(self) -> dict:
+        return {"p": self.p, "sum_sign": float(self.sum_sign), "count": self.count, "steps": self.steps, "r_t": self.r_t}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p, self.sum_sign = float(state["p"]), float(state["sum_sign"])
+        self.count, self.steps, self.r_t = int(state["count"]), int(state["steps"]), float(state["r_t"])

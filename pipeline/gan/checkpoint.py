@@ -20,7 +20,7 @@ from pipeline.data.cache import torch_save_atomic
 from pipeline.errors import DataError
 from pipeline.gan.models import Generator
 
-FORMAT = 1
+FORMAT = 2  # 2: G with named blocks (nearest up-sampling, conditional BatchNorm, skip excitation)
 
 
 def rng_state(device: torch.device) -> dict:
@@ -69,7 +69,8 @@ def build_generator(state: dict) -> Generator:
     """A generator with the architecture recorded in a checkpoint (weights not loaded)."""
     a = state["arch"]
     return Generator(a["n_classes"], a["channels"], a["resolution_px"], a["base_channels"], a["z_dim"],
-                     a["embed_dim"], a["layer_noise_std"], a["dropout"])
+                     a["embed_dim"], a["layer_noise_std"], a["dropout"], a.get("upsample", "transposed"),
+                     a.get("norm", "batch"), a.get("skip_excitation", False))
 
 
 def load_generator(path: str | Path, map_location: str | torch.device = "cpu",

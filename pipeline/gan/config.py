@@ -28,6 +28,13 @@ class ModelConfig:
     embed_dim: int = field(default=50, metadata=rng(1, 1024))  # class embedding fed to G with z
     d_conditioning: Literal["channels", "projection"] = "channels"  # cdcgan: label as one-hot maps or projection
     aux_weight: float = field(default=1.0, metadata=rng(0.0, 100.0))  # acgan: weight of the class cross-entropy
+    g_upsample: Literal["transposed", "nearest"] = "transposed"  # nearest: x2 nearest + 3x3 conv (no lattice)
+    g_norm: Literal["batch", "conditional_batch"] = "batch"  # conditional_batch: class-dependent gain and bias
+    d_norm: Literal["batch", "spectral"] = "batch"  # spectral: spectral norm on every D weight, no BatchNorm
+    skip_excitation: bool = False  # FastGAN skip-layer excitation in G (8x8 map gates the last hidden map)
+    d_self_supervised: bool = False  # FastGAN: D also reconstructs real images from its 8x8 features
+    acgan_fake_aux_in_d: bool = True  # acgan: D's class loss also on fakes (original ACGAN); false: real only
+    acgan_twin: bool = False  # acgan: TAC-GAN twin class head on fakes (removes ACGAN's bias to easy images)
 
 
 @dataclass
@@ -44,11 +51,22 @@ class TrainConfig:
     r1_gamma: float = field(default=0.0, metadata=rng(0.0, 1000.0))  # R1 penalty on real inputs; 0 = off
     ema_decay: float = field(default=0.0, metadata=rng(0.0, 0.99999))  # EMA of G weights; 0 = off (e.g. 0.999)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = off
+    diffaugment_p: float = field(default=1.0, metadata=rng(0.0, 1.0))  # per-image probability of each transform
+    diffaugment_adaptive: bool = False  # ADA heuristic: move p so that r_t = E[sign(D(real))] stays near ada_target
+    ada_target: float = field(default=0.6, metadata=rng(0.0, 1.0))  # r_t target (StyleGAN2-ADA: 0.6)
+    ada_kimg: float = field(default=20.0, metadata=rng(0.1, 100000.0))  # thousand images for p to move 0 -> 1
+    ada_interval_steps: int = field(default=4, metadata=rng(1, 100000))  # D steps between p updates
+    d_steps: int = field(default=1, metadata=rng(1, 10))  # D updates per G update, each on its own real batch
+    cond_transition_steps: list[int] = field(default_factory=lambda: [0, 0])  # [start, end] G steps: class
+    # conditioning weight 0 before start, linear to 1 at end (Shahbazi et al. 2022); [0, 0] = off
+    max_minutes: float = field(default=0.0, metadata=rng(0.0, 100000.0))  # stop at the first epoch end after
+    # this many minutes of training (equal-time ablations); 0 = run all epochs
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"  # auto: cuda, then mps, then cpu
     amp: bool = True  # CUDA only: mixed precision autocast
     amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  # bfloat16: no loss scaling, no host sync per step;
     # float16 (GPUs before Ampere; chosen anyway where bfloat16 is missing) adds a GradScaler
-    amp_cpu_bf16: bool = False  # CPU bfloat16 autocast: only on AVX512-BF16/AMX CPUs (~15x slower on AVX2)
+    cpu_bf16: Literal["auto", "on", "off"] = "auto"  # CPU bfloat16 autocast; auto: on where the CPU has
+    # AVX512-BF16 or AMX (~1.9x faster), off elsewhere (~15x slower on AVX2-only CPUs)
     channels_last: Literal["auto", "always", "never"] = "auto"  # NHWC; auto: CUDA only (~10% slower on AVX2 CPUs)
     num_threads: int = field(default=0, metadata=rng(0, 1024))  # torch CPU threads; 0 = cores / processes
     seed: int = field(default=0, metadata=rng(0, 2**31 - 1))
@@ -60,6 +78,10 @@ class TrainConfig:
     tracking: bool = True  # MLflow; env PIPELINE_TRACKING=0 turns it off too
 
     def validate(self, prefix: str, where: str) -> None:
+        steps = self.cond_transition_steps
+        if len(steps) != 2 or not 0 <= steps[0] <= steps[1]:
+            raise ConfigError(f"{where}: {prefix}.cond_transition_steps: {steps} must be "
+                              f"[start, end] G steps with 0 <= start <= end ([0, 0] = off)")
         for name in policy_names(self.diffaugment):
             if name not in AUGMENT_FNS:
                 raise ConfigError(f"{where}: {prefix}.diffaugment: unknown policy {name!r}; "
@@ -98,6 +120,8 @@ class WatchConfig:
     feature_epochs: int = field(default=8, metadata=rng(1, 1000))  # training of the in-project feature CNN
     feature_dim: int = field(default=64, metadata=rng(2, 1024))  # penultimate width of that CNN
     min_diversity_ratio: float = field(default=0.5, metadata=rng(0.0, 10.0))  # warn below this x real diversity
+    every_minutes: float = field(default=0.0, metadata=rng(0.0, 100000.0))  # also check (and write a grid) at the
+    # first epoch end after this many training minutes since the last check; 0 = by epochs only
 
 
 @dataclass
@@ -110,6 +134,12 @@ class GanConfig:
     cdcgan: ModelConfig = field(default_factory=ModelConfig)
     acgan: ModelConfig = field(default_factory=ModelConfig)
     work_dir: str = "runs"  # checkpoints + feature cache per run, outside DVC outs so resume survives repro
+
+    def validate(self, prefix: str, where: str) -> None:
+        if self.train.loss == "hinge" and self.stabilise.label_smoothing != "none":
+            raise ConfigError(f"{where}: {prefix}.train.loss hinge has no soft targets, so "
+                              f"{prefix}.stabilise.label_smoothing {self.stabilise.label_smoothing!r} would do "
+                              f"nothing; set it to none (flips still apply) or use loss non_saturating")
 
     def model(self, name: str) -> ModelConfig:
         if name not in MODELS:

@@ -46,7 +46,7 @@ from pipeline.tracking import flatten, start_run
 
 GRID_COLUMNS = 8
 # Params that change neither the weights nor the RNG stream: a checkpoint made under other values resumes.
-RESUME_NEUTRAL = {"train.epochs", "train.tracking", "train.log_every_steps", "train.checkpoint_every_epochs",
+RESUME_NEUTRAL = {"train.epochs", "train.max_minutes", "train.tracking", "train.log_every_steps", "train.checkpoint_every_epochs",
                   "train.sample_every_epochs", "train.num_threads", "train.resume", "work_dir"}
 
 
@@ -148,9 +148,9 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                             f"classes {classes}")
         if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
             raise DataError(f"{data_dir}/cache/train.npz: labels outside 0..{len(classes) - 1}; re-run ingest")
-        if len(labels) < tcfg.batch_size:
+        if len(labels) < tcfg.batch_size * tcfg.d_steps:
             raise DataError(f"{data_dir}: the train split has {len(labels)} images, fewer than gan.train.batch_size "
-                            f"{tcfg.batch_size}; lower the batch size")
+                            f"{tcfg.batch_size} x d_steps {tcfg.d_steps}; lower the batch size or d_steps")
         data_key = data_fingerprint(images, labels)
 
         # ------------------------------------------------------------ collapse watch and grid latents (rank 0)
@@ -168,14 +168,17 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
         # ------------------------------------------------------------ models, optimisers, the step
         torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
         G, D = build_models(model, len(classes), channels, resolution, mcfg.base_channels, mcfg.z_dim,
-                            mcfg.embed_dim, mcfg.d_conditioning, scfg.g_layer_noise_std, scfg.g_dropout)
+                            mcfg.embed_dim, mcfg.d_conditioning, scfg.g_layer_noise_std, scfg.g_dropout,
+                            mcfg.g_upsample, mcfg.g_norm, mcfg.d_norm, mcfg.skip_excitation,
+                            mcfg.d_self_supervised, mcfg.acgan_twin)
         fmt = memory_format(tcfg, device)
         G.to(device, memory_format=fmt)
         D.to(device, memory_format=fmt)
         arch = {"n_classes": len(classes), "channels": channels, "resolution_px": resolution,
                 "base_channels": mcfg.base_channels, "z_dim": mcfg.z_dim, "embed_dim": mcfg.embed_dim,
                 "d_conditioning": mcfg.d_conditioning, "layer_noise_std": scfg.g_layer_noise_std,
-                "dropout": scfg.g_dropout}
+                "dropout": scfg.g_dropout, "upsample": mcfg.g_upsample, "norm": mcfg.g_norm,
+                "skip_excitation": mcfg.skip_excitation}
 
         # ------------------------------------------------------------ resume from last.pt when params match
         last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
@@ -206,12 +209,21 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                 shutil.rmtree(run_dir / "samples", ignore_errors=True)
         sampler = DistributedSampler(range(len(labels)), num_replicas=world, rank=rank, shuffle=True,
                                      seed=tcfg.seed, drop_last=True)
-        steps_per_epoch = len(sampler) // local_bs
+        step_bs = local_bs * tcfg.d_steps  # real images one G step consumes: one batch per D step
+        steps_per_epoch = len(sampler) // step_bs
 
         tags = {"resolution_px": resolution, "classes": ",".join(classes)}
         with start_run("train_gan", dataset, model, enabled=master and tcfg.tracking, params=flatten(cfg, "gan"),
                        run_id=ckpt.get("mlflow_run_id") if ckpt else None, tags=tags) as tracker:
             loop_seconds, images_done = 0.0, 0
+            last_quality: dict = {}
+            # time-based limits count this process's training time (a resumed run starts its clock again)
+            minutes_at_check = 0.0
+            if master:
+                tqdm.write(f"{dataset}/{model}: {step_fn.precision}, {torch.get_num_threads()} thread(s), "
+                           f"{'channels_last' if fmt == torch.channels_last else 'contiguous'} on {device}",
+                           file=sys.stderr)
+                tracker.set_tags({"precision": step_fn.precision, "num_threads": torch.get_num_threads()})
             epochs = tqdm(range(start_epoch, tcfg.epochs), desc=f"{dataset}/{model}", unit="epoch",
                           initial=start_epoch, total=tcfg.epochs, disable=None if master else True)
             for epoch in epochs:
@@ -224,7 +236,7 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                 epoch_sum = torch.zeros(len(STATS), device=device)
                 window = torch.zeros(len(STATS), device=device)
                 for i in range(steps_per_epoch):
-                    idx = order[i * local_bs:(i + 1) * local_bs]
+                    idx = order[i * step_bs:(i + 1) * step_bs]
                     stats = step_fn(to_signed_unit(images[idx]), labels[idx], noise_std)
                     epoch_sum += stats
                     window += stats
@@ -242,13 +254,22 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                 means = (epoch_sum / max(steps_per_epoch, 1)).tolist()  # syncs: the epoch's work is done
                 seconds = time.perf_counter() - t_epoch
                 loop_seconds += seconds
-                images_done += steps_per_epoch * tcfg.batch_size
+                images_done += steps_per_epoch * tcfg.batch_size * tcfg.d_steps
+                minutes = loop_seconds / 60.0
+                out_of_time = tcfg.max_minutes > 0 and minutes >= tcfg.max_minutes
+                if ddp and tcfg.max_minutes > 0:  # every rank stops at the same epoch: rank 0's clock decides
+                    flag = torch.tensor([float(out_of_time)], device=device)
+                    dist.broadcast(flag, 0)
+                    out_of_time = bool(flag.item())
+                timed_check = wcfg.every_minutes > 0 and minutes - minutes_at_check >= wcfg.every_minutes
 
                 # ---------------------------------------------------- every few epochs: score, grid, checkpoint
                 done = epoch + 1
-                is_last = done == tcfg.epochs
-                do_eval = is_last or (wcfg.every_epochs > 0 and done % wcfg.every_epochs == 0)
-                do_grid = is_last or (tcfg.sample_every_epochs > 0 and done % tcfg.sample_every_epochs == 0)
+                is_last = done == tcfg.epochs or out_of_time
+                do_eval = is_last or timed_check or (wcfg.every_epochs > 0 and done % wcfg.every_epochs == 0)
+                do_grid = is_last or timed_check or (tcfg.sample_every_epochs > 0 and done % tcfg.sample_every_epochs == 0)
+                if timed_check:
+                    minutes_at_check = minutes
                 do_ckpt = is_last or done % tcfg.checkpoint_every_epochs == 0
                 rng_all = None
                 if do_eval or do_ckpt:  # every rank takes part in the gather
@@ -258,10 +279,12 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                         dist.all_gather_object(rng_all, rng_state(device))
                 if master:
                     row = {"epoch": done, "step": step, **dict(zip(STATS, means)), "noise_std": noise_std,
-                           "images_per_s": steps_per_epoch * tcfg.batch_size / max(seconds, 1e-9)}
+                           "images_per_s": steps_per_epoch * step_bs * world / max(seconds, 1e-9),
+                           "train_minutes": minutes, "augment_p": step_fn.augment_p}
                     improved = False
                     if do_eval:
                         q = watch(step_fn.generator)
+                        last_quality = q
                         row.update(quality_fd=q["quality_fd"], diversity_ratio=q["diversity_ratio"])
                         tracker.log_metrics({**{metric_key(f"fd_{c}"): v for c, v in q["fd"].items()},
                                              **{metric_key(f"diversity_{c}"): v for c, v in q["diversity"].items()},
@@ -289,6 +312,8 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                  "fingerprint": fingerprint, "mlflow_run_id": tracker.run_id}
                         if improved:
                             save_checkpoint(state, best_path)
+                        if timed_check:  # quality against minutes: one generator per check, kept for later scoring
+                            save_checkpoint(state, run_dir / "snapshots" / f"minute_{minutes:06.1f}.pt")
                         if do_ckpt:
                             save_checkpoint(state, last_path)
                     epochs.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}",
@@ -300,6 +325,11 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                    f"{row['images_per_s']:.0f} img/s", file=sys.stderr)
                 if ddp:
                     dist.barrier()
+                if out_of_time:
+                    if master:
+                        tqdm.write(f"{dataset}/{model}: stopped after epoch {done} at {minutes:.1f} training minutes "
+                                   f"(gan.train.max_minutes {tcfg.max_minutes})", file=sys.stderr)
+                    break
 
             if not master:
                 return None
@@ -316,10 +346,14 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
             samples = sorted((run_dir / "samples").glob("*.png"))
             final = history[-1] if history else {}
             summary = {
-                "dataset": dataset, "model": model, "epochs": tcfg.epochs, "steps": step,
+                "dataset": dataset, "model": model, "epochs": tcfg.epochs,
+                "epochs_done": history[-1]["epoch"] if history else 0, "steps": step,
+                "train_minutes": loop_seconds / 60.0, "precision": step_fn.precision,
                 "best_epoch": best["epoch"], "best_quality_fd": best["score"],
                 "best_fd_per_class": best.get("fd", {}), "best_diversity_ratio_per_class": best.get("diversity", {}),
                 "final": {k: final.get(k) for k in (*STATS, "noise_std", "quality_fd", "diversity_ratio")},
+                "final_fd_per_class": last_quality.get("fd", {}),
+                "final_diversity_ratio_per_class": last_quality.get("diversity", {}),
                 "images_per_s": images_done / loop_seconds if loop_seconds else None,
                 "device": str(device), "world_size": world, "mlflow_run_id": tracker.run_id,
             }

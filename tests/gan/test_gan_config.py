@@ -32,7 +32,7 @@ def test_defaults_are_the_case_study():
     assert cfg.stabilise.real_target_range == [0.8, 1.2]
     assert cfg.stabilise.fake_target_range == [0.0, 0.3]
     assert cfg.stabilise.label_smoothing == "two_sided"
-    assert cfg.train.loss == "non_saturating" and cfg.train.amp_cpu_bf16 is False
+    assert cfg.train.loss == "non_saturating" and cfg.train.cpu_bf16 == "auto"
 
 
 def test_section_loads_with_overrides(tmp_path):

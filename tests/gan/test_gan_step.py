@@ -80,7 +80,7 @@ def test_acgan_aux_head_learns_two_shapes():
 
 @pytest.mark.parametrize("options", [
     {"loss": "hinge"}, {"loss": "least_squares"}, {"r1_gamma": 1.0}, {"ema_decay": 0.9},
-    {"diffaugment": "color,translation,cutout"}, {"lr_g": 1e-3, "lr_d": 1e-4}, {"amp_cpu_bf16": True},
+    {"diffaugment": "color,translation,cutout"}, {"lr_g": 1e-3, "lr_d": 1e-4}, {"cpu_bf16": "on"},
 ])
 @pytest.mark.parametrize("model", ["cdcgan", "acgan"])
 def test_options_run_and_train(model, options):

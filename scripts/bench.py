@@ -57,7 +57,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from pipeline.data.cache import write_bytes_atomic  # noqa: E402
 from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
-from pipeline.gan.precision import cpu_flags, has_cpu_bf16  # noqa: E402
+from pipeline.gan.precision import cpu_flags, has_cpu_bf16, use_cpu_bf16  # noqa: E402
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets  # noqa: E402
 from pipeline.gan.step import GanStep, memory_format  # noqa: E402
 from pipeline.gan.train import available_cores, pick_device, train_gan  # noqa: E402
@@ -223,7 +223,8 @@ class GanBench:
     naive_steps: int = 8
     rounds: int = 1              # loop and naive loop measured alternately this many times; medians reported
     threads: int = 0
-    bf16: bool = False           # autocast bfloat16: CUDA AMP (gan.train.amp) or CPU (gan.train.amp_cpu_bf16)
+    bf16: str = "auto"           # gan.train.cpu_bf16 (auto = the shipped default: on where the CPU has
+    # AVX512-BF16/AMX) and, when not "off", CUDA AMP bfloat16 (gan.train.amp)
     channels_last: str = "auto"  # gan.train.channels_last: auto = CUDA only
 
 
@@ -267,12 +268,19 @@ def bench_config(b: GanBench) -> GanConfig:
     t = cfg.train
     t.epochs, t.batch_size, t.tracking, t.seed = b.epochs, b.batch, False, 0
     t.checkpoint_every_epochs, t.sample_every_epochs, t.log_every_steps = b.epochs, 0, 10**6
-    t.amp, t.amp_dtype, t.amp_cpu_bf16 = b.bf16, "bfloat16", b.bf16
+    t.amp, t.amp_dtype, t.cpu_bf16 = b.bf16 != "off", "bfloat16", b.bf16
     t.channels_last, t.num_threads, t.resume = b.channels_last, b.threads, "never"
     cfg.watch.every_epochs, cfg.watch.samples_per_class, cfg.watch.feature_epochs = 0, 8, 1
     m = cfg.model(b.model)
     m.resolution_px, m.base_channels = b.resolution_px, b.base_channels
     return cfg
+
+
+def resolved_bf16(b: GanBench, device: torch.device) -> bool:
+    """Whether the loop under test runs in bfloat16 (what gan.train.cpu_bf16 / amp resolve to)."""
+    if device.type == "cuda":
+        return b.bf16 != "off"
+    return device.type == "cpu" and use_cpu_bf16(b.bf16)
 
 
 def naive_loop(cfg: GanConfig, model: str, paths: list[Path], labels: np.ndarray, n_classes: int, channels: int,
@@ -391,16 +399,17 @@ def gan_throughput(b: GanBench, device: torch.device, conv_cache: dict | None = 
         round_ratios = [a / n for a, n in zip(loop_runs, naive_runs)]
     flops = step_flops(cfg, b.model, n_classes, b.channels, device)
     nhwc = memory_format(cfg.train, device) == torch.channels_last
-    key = (b.bf16, nhwc)
+    bf16 = resolved_bf16(b, device)
+    key = (bf16, nhwc)
     cache = conv_cache if conv_cache is not None else {}
     if key not in cache:
-        cache[key] = conv_flops_per_s(device, b.bf16, nhwc, repeats=conv_repeats)
+        cache[key] = conv_flops_per_s(device, bf16, nhwc, repeats=conv_repeats)
     conv = cache[key]
     achieved = flops * loop_ips / b.batch
     return {
         "device": str(device), "threads": torch.get_num_threads(), "model": b.model,
         "resolution_px": b.resolution_px, "base_channels": b.base_channels, "batch": b.batch,
-        "bf16": b.bf16, "channels_last": nhwc,
+        "bf16": bf16, "bf16_setting": b.bf16, "channels_last": nhwc,
         "loop_images_per_s": loop_ips, "naive_images_per_s": naive_ips, "speedup": loop_ips / naive_ips,
         "rounds": len(round_ratios), "speedup_min": min(round_ratios), "speedup_max": max(round_ratios),
         "gflop_per_step": flops / 1e9, "loop_gflop_per_s": achieved / 1e9, "conv_gflop_per_s": conv / 1e9,
@@ -416,7 +425,7 @@ def gan_section(sizes: Sizes, device: torch.device) -> Section:
     notes = []
     if device.type == "cuda":
         for px in sizes.gan_cuda_resolutions:
-            for bf16, nhwc in ((False, "never"), (True, "always")):
+            for bf16, nhwc in (("off", "never"), ("on", "always")):
                 runs.append(GanBench(resolution_px=px, base_channels=sizes.gan_cuda_base_channels,
                                      images=max(sizes.gan_images, 4 * sizes.gan_batch), bf16=bf16,
                                      channels_last=nhwc, **common))
@@ -425,16 +434,17 @@ def gan_section(sizes: Sizes, device: torch.device) -> Section:
                      f"{' and '.join(str(p) for p in sizes.gan_cuda_resolutions)} px, base "
                      f"{sizes.gan_cuda_base_channels}): skipped, no CUDA device here (torch.cuda.is_available() is "
                      "False). The code path runs them when a GPU is present.")
-        if has_cpu_bf16():
-            runs.append(dataclasses.replace(runs[0], bf16=True))
+        if has_cpu_bf16():  # the shipped default (auto) is bf16 here: add the fp32 row it is measured against
+            runs.append(dataclasses.replace(runs[0], bf16="off"))
         else:
-            notes.append("CPU bfloat16 autocast: skipped, this CPU has neither AVX512-BF16 nor AMX "
-                         "(bf16 is emulated and ~15x slower on AVX2; gan.train.amp_cpu_bf16 stays false).")
+            notes.append("The shipped default (gan.train.cpu_bf16: auto) runs fp32 on this CPU: it has neither "
+                         "AVX512-BF16 nor AMX (bf16 is emulated there and measured ~15x slower).")
     conv_cache: dict = {}
     rows = []
     for b in runs:
         r = gan_throughput(b, device, conv_cache, sizes.conv_repeats)
-        precision = ("bf16 autocast" if b.bf16 else "fp32") + (" + channels_last" if r["channels_last"] else "")
+        precision = (f"{b.bf16}: " if b.bf16 == "auto" else "") + ("bf16 autocast" if r["bf16"] else "fp32") + \
+            (" + channels_last" if r["channels_last"] else "")
         rows.append([b.model, b.resolution_px, b.base_channels, b.batch, precision, r["loop_images_per_s"],
                      r["naive_images_per_s"], r["speedup"],
                      f"{r['speedup_min']:.2f}-{r['speedup_max']:.2f} ({r['rounds']})", r["gflop_per_step"],

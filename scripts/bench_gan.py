@@ -1,7 +1,7 @@
 """Benchmark the GAN training loop against a naive reference loop, and its FLOP/s against a conv benchmark.
 
     python scripts/bench_gan.py                      # CDCGAN, 64 px, width 64, batch 64, fp32
-    python scripts/bench_gan.py --bf16 --model acgan # CPU bfloat16 autocast (gan.train.amp_cpu_bf16)
+    python scripts/bench_gan.py --bf16 off --model acgan  # force fp32 (default auto: gan.train.cpu_bf16)
 
 The command line of the ``gan`` section of ``scripts/bench.py`` (``make bench``), which holds the code
 (:func:`bench.gan_throughput`): in one run, with the same model, batch and stabilisation,
@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--naive-steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=1, help="measure both loops alternately this many times")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
-    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU: gan.train.amp_cpu_bf16; CUDA: amp)")
+    ap.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                    help="bfloat16 autocast (CPU: gan.train.cpu_bf16, auto = where the CPU has it; CUDA: amp)")
     ap.add_argument("--channels-last", default="auto", choices=["auto", "always", "never"],
                     help="NHWC memory format (gan.train.channels_last; auto = CUDA only)")
     ap.add_argument("--json", help="write the numbers here")

@@ -36,7 +36,7 @@ from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.recipes import RECIPES, apply_recipe  # noqa: E402
 from pipeline.generate.score import BAR, score_checkpoint  # noqa: E402
 
-TIMED = {"train.epochs": "1000000", "train.checkpoint_every_epochs": "1000000", "train.sample_every_epochs": "0",
+TIMED = {"train.epochs": "100000", "train.checkpoint_every_epochs": "100000", "train.sample_every_epochs": "0",
          "watch.every_epochs": "0", "train.tracking": "false", "train.num_threads": "1"}
 
 

@@ -33,6 +33,7 @@ class ModelConfig:
     d_norm: Literal["batch", "spectral"] = "batch"  # spectral: spectral norm on every D weight, no BatchNorm
     skip_excitation: bool = False  # FastGAN skip-layer excitation in G (8x8 map gates the last hidden map)
     d_self_supervised: bool = False  # FastGAN: D also reconstructs real images from its 8x8 features
+    d_minibatch_std: bool = False  # ProGAN minibatch-std channel in D: lets D see fakes that do not vary with z
     acgan_fake_aux_in_d: bool = True  # acgan: D's class loss also on fakes (original ACGAN); false: real only
     acgan_twin: bool = False  # acgan: TAC-GAN twin class head on fakes (removes ACGAN's bias to easy images)
 
@@ -57,6 +58,7 @@ class TrainConfig:
     ada_kimg: float = field(default=20.0, metadata=rng(0.1, 100000.0))  # thousand images for p to move 0 -> 1
     ada_interval_steps: int = field(default=4, metadata=rng(1, 100000))  # D steps between p updates
     d_steps: int = field(default=1, metadata=rng(1, 10))  # D updates per G update, each on its own real batch
+    mode_seeking_weight: float = field(default=0.0, metadata=rng(0.0, 100.0))  # MSGAN term in G's loss; 0 = off
     cond_transition_steps: list[int] = field(default_factory=lambda: [0, 0])  # [start, end] G steps: class
     # conditioning weight 0 before start, linear to 1 at end (Shahbazi et al. 2022); [0, 0] = off
     max_minutes: float = field(default=0.0, metadata=rng(0.0, 100000.0))  # stop at the first epoch end after

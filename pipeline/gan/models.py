@@ -19,6 +19,7 @@ Options (each one switch in ``gan.<model>``, tested on its own):
   Miyato et al. 2018; bounds D's Lipschitz constant, the usual fix for small data sets).
 - ``skip_excitation``: FastGAN's skip-layer excitation (Liu et al. 2021): the 8x8 map gates the channels
   of the last hidden map.
+- ``d_minibatch_std``: ProGAN's minibatch standard deviation channel before D's heads (Karras et al. 2018).
 - ``d_self_supervised``: FastGAN's self-supervised D: a small decoder reconstructs the real image from
   D's 8x8 features, so D must learn features that describe the image, not only real-vs-fake cues.
 
@@ -181,7 +182,7 @@ class Discriminator(nn.Module):
 
     def __init__(self, n_classes: int, channels: int, resolution_px: int, base_channels: int = 64,
                  conditioning: str = "channels", norm: str = "batch", self_supervised: bool = False,
-                 twin_head: bool = False):
+                 twin_head: bool = False, minibatch_std: bool = False):
         super().__init__()
         if conditioning not in ("channels", "projection", "aux"):
             raise ConfigError(f"discriminator conditioning {conditioning!r}: use channels, projection or aux")
@@ -203,7 +204,8 @@ class Discriminator(nn.Module):
         self.trunk = nn.Sequential(*layers)
         # the 8x8 map feeds the self-supervised decoder (4x4 at 16 px): index of the block that makes it
         self.recon_block = max(0, n - 2)
-        n_feat = widths[-1] * 16
+        self.minibatch_std = minibatch_std
+        n_feat = (widths[-1] + int(minibatch_std)) * 16
         self.adv_head = _d_layer(nn.Linear(n_feat, 1), sn)
         self.aux_head = _d_layer(nn.Linear(n_feat, n_classes), sn) if conditioning == "aux" else None
         self.twin_head = _d_layer(nn.Linear(n_feat, n_classes), sn) if conditioning == "aux" and twin_head else None
@@ -240,6 +242,8 @@ class Discriminator(nn.Module):
                 block += 1
                 if block == self.recon_block:
                     mid = x
+        if self.minibatch_std:
+            x = minibatch_stddev(x)
         return x.flatten(1), mid
 
     def heads(self, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -264,6 +268,20 @@ class Discriminator(nn.Module):
                 target = F.interpolate(target, size=(self.recon_px, self.recon_px), mode="area")
             recon = (self.decoder(mid), target)
         return adv, aux, twin, recon
+
+
+def minibatch_stddev(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """ProGAN's minibatch standard deviation: one extra channel holding how much the images of a group of
+    ``group`` differ (std over the group, averaged over channels and pixels). A generator that draws the
+    same image for every z gives a group std near 0, which D can see: a direct signal against mode collapse."""
+    n, c, h, w = x.shape
+    g = min(group, n)
+    while n % g:
+        g -= 1
+    y = x.float().view(g, n // g, c, h, w)
+    y = (y - y.mean(0)).pow(2).mean(0).add(1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
+    y = y.repeat(g).view(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)
+    return torch.cat([x, y], dim=1)
 
 
 def init_weights(module: nn.Module) -> None:
@@ -293,7 +311,7 @@ def build_models(model: str, n_classes: int, channels: int, resolution_px: int, 
                  z_dim: int, embed_dim: int, d_conditioning: str = "channels", layer_noise_std: float = 0.0,
                  dropout: float = 0.0, g_upsample: str = "transposed", g_norm: str = "batch",
                  d_norm: str = "batch", skip_excitation: bool = False, d_self_supervised: bool = False,
-                 acgan_twin: bool = False) -> tuple[Generator, Discriminator]:
+                 acgan_twin: bool = False, d_minibatch_std: bool = False) -> tuple[Generator, Discriminator]:
     """G and D for ``model`` in {cdcgan, acgan}."""
     if model not in ("cdcgan", "acgan"):
         raise ConfigError(f"model {model!r}: use cdcgan or acgan")
@@ -301,5 +319,5 @@ def build_models(model: str, n_classes: int, channels: int, resolution_px: int, 
                   g_upsample, g_norm, skip_excitation)
     d = Discriminator(n_classes, channels, resolution_px, base_channels,
                       "aux" if model == "acgan" else d_conditioning, d_norm, d_self_supervised,
-                      acgan_twin and model == "acgan")
+                      acgan_twin and model == "acgan", d_minibatch_std)
     return g, d

@@ -4,8 +4,9 @@
 BCE with two-sided label smoothing, instance noise, noise and dropout in every G layer, no EMA).
 ``data_efficient`` keeps the case study's BCE, label smoothing, flips and instance noise, and adds what the
 ablation in ``reports/ablation/`` showed to move quality per CPU-minute on a few hundred images: spectral
-normalisation in D, projection conditioning, nearest-neighbour up-sampling, DiffAugment without cutout,
-two D steps per G step, an EMA of G, and for ACGAN the class loss on real images only in D.
+normalisation in D, projection conditioning, nearest-neighbour up-sampling, DiffAugment without cutout whose
+probability starts at 0 and follows D's overfitting (ADA heuristic), two D steps per G step, an EMA of G, and
+for ACGAN the class loss on real images only in D plus TAC-GAN's twin head.
 params.yaml holds the ``data_efficient`` values; ``tests/gan/test_gan_recipes.py`` keeps the two in step.
 """
 from __future__ import annotations
@@ -23,13 +24,13 @@ RECIPES: dict[str, dict] = {
                   "acgan_twin": False},
     },
     "data_efficient": {
-        "train": {"ema_decay": 0.999, "diffaugment": "color,translation", "d_steps": 2, "loss": "non_saturating",
-                  "diffaugment_adaptive": False, "cond_transition_steps": [0, 0]},
+        "train": {"ema_decay": 0.999, "diffaugment": "color,translation", "diffaugment_adaptive": True,
+                  "diffaugment_p": 0.0, "d_steps": 2, "loss": "non_saturating", "cond_transition_steps": [0, 0]},
         "stabilise": {"g_layer_noise_std": 0.1, "g_dropout": 0.0, "label_smoothing": "two_sided",
                       "instance_noise_std": 0.1, "label_flip_prob": 0.05},
         "model": {"g_upsample": "nearest", "g_norm": "batch", "d_norm": "spectral", "d_conditioning": "projection",
                   "skip_excitation": False, "d_self_supervised": False, "acgan_fake_aux_in_d": False,
-                  "acgan_twin": False},
+                  "acgan_twin": True},
     },
 }
 

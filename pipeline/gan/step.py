@@ -79,10 +79,13 @@ class GanStep:
         """What D sees: DiffAugment (same policy and probability for real and fake), then instance noise."""
         return add_instance_noise(diff_augment(x, self.train_cfg.diffaugment, self.augment_p), noise_std)
 
-    def d_update(self, real: torch.Tensor, y: torch.Tensor, fake: torch.Tensor, noise_std: float
+    def d_update(self, real: torch.Tensor, y: torch.Tensor, fake: torch.Tensor, noise_std: float,
+                 y_fake: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """One D update on a real batch and a (detached) fake batch; returns loss, D(real), D(fake), aux(real)."""
+        """One D update on a real batch and a (detached) fake batch (labels ``y_fake``, default ``y``);
+        returns loss, D(real), D(fake), aux(real)."""
         n, stab, loss, mcfg = len(y), self.stab, self.loss, self.model_cfg
+        y_fake = y if y_fake is None else y_fake
         with self.autocast():
             real_t, fake_t = d_targets(n, stab.label_smoothing, stab.real_target_range, stab.fake_target_range,
                                        self.device)
@@ -91,14 +94,14 @@ class GanStep:
             if self.train_cfg.r1_gamma > 0:
                 real_in = real_in.detach().requires_grad_(True)
             out_real, aux_real, _, recon = self.D(real_in, y, extras=True)
-            out_fake, aux_fake, twin_fake, _ = self.D(self.d_input(fake, noise_std), y, extras=True)
+            out_fake, aux_fake, twin_fake, _ = self.D(self.d_input(fake, noise_std), y_fake, extras=True)
             loss_D = loss.d_term(out_real.float(), real_t) + loss.d_term(out_fake.float(), fake_t)
             if self.acgan:  # ACGAN: D classifies real images (and fakes, in the original recipe)
                 aux_d = aux_loss(aux_real.float(), y)
                 if mcfg.acgan_fake_aux_in_d:
-                    aux_d = aux_d + aux_loss(aux_fake.float(), y)
+                    aux_d = aux_d + aux_loss(aux_fake.float(), y_fake)
                 if twin_fake is not None:  # TAC-GAN: the twin head learns which class a fake was drawn for
-                    aux_d = aux_d + aux_loss(twin_fake.float(), y)
+                    aux_d = aux_d + aux_loss(twin_fake.float(), y_fake)
                 loss_D = loss_D + self.aux_weight * aux_d
             if recon is not None:  # FastGAN: D must also describe the real image it saw
                 loss_D = loss_D + F.mse_loss(recon[0].float(), recon[1].float())
@@ -123,24 +126,31 @@ class GanStep:
         # ---- D steps. Fakes of the earlier D steps are made without a graph; the last fake batch is made
         # once, detached for D and reused with its graph in the G step. Fake labels follow the real batch,
         # so D cannot tell fakes by how often a class appears.
+        mode_seeking = self.train_cfg.mode_seeking_weight > 0
         for k in range(d_steps):
             r, yk = real[k * n:(k + 1) * n], y[k * n:(k + 1) * n]
             z = torch.randn(n, self.G_raw.z_dim, device=self.device)
+            yf = yk
+            if mode_seeking:  # fakes in pairs of one class: (z_i, y_i) and (z_{i+n/2}, y_i)
+                h = n // 2
+                yf = torch.cat([yk[:h], yk[:n - h]])
             last = k == d_steps - 1
             with self.autocast(), (nullcontext() if last else torch.no_grad()):
-                fake = self.G(z, yk)
-            loss_D, out_real, out_fake, aux_real = self.d_update(r, yk, fake.detach(), noise_std)
+                fake = self.G(z, yf)
+            loss_D, out_real, out_fake, aux_real = self.d_update(r, yk, fake.detach(), noise_std, yf)
 
         # ---- G step through the raw D with its weights frozen: no D gradients, no DDP reduction for D.
         self.D_raw.requires_grad_(False)
         with self.autocast():
-            out_gen, aux_gen, twin_gen, _ = self.D_raw(self.d_input(fake, noise_std), yk, extras=True)
+            out_gen, aux_gen, twin_gen, _ = self.D_raw(self.d_input(fake, noise_std), yf, extras=True)
             loss_G = self.loss.g_term(out_gen.float())
             if self.acgan:  # the class term is phased in with the conditioning transition
-                aux_g = aux_loss(aux_gen.float(), yk)
+                aux_g = aux_loss(aux_gen.float(), yf)
                 if twin_gen is not None:  # TAC-GAN: match the class distribution, not only its easy centre
-                    aux_g = aux_g - aux_loss(twin_gen.float(), yk)
+                    aux_g = aux_g - aux_loss(twin_gen.float(), yf)
                 loss_G = loss_G + weight * self.aux_weight * aux_g
+            if mode_seeking:
+                loss_G = loss_G + self.train_cfg.mode_seeking_weight * mode_seeking_term(fake, z)
         self.opt_G.zero_grad(set_to_none=True)
         self.scaler_G.scale(loss_G).backward()
         self.scaler_G.step(self.opt_G)
@@ -188,6 +198,18 @@ def memory_format(train: TrainConfig, device: torch.device) -> torch.memory_form
     """NHWC (channels_last) speeds convolutions up on GPUs; on an AVX2 CPU it measured ~10% slower."""
     nhwc = train.channels_last == "always" or (train.channels_last == "auto" and device.type == "cuda")
     return torch.channels_last if nhwc else torch.contiguous_format
+
+
+def mode_seeking_term(fake: torch.Tensor, z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mode seeking (Mao et al. 2019, MSGAN): 1 / (mean |G(z1) - G(z2)| / mean |z1 - z2|) over pairs of one class.
+
+    The fakes come in pairs (i, i + n/2) drawn for the same class; minimising the inverse ratio pushes G to
+    turn different latents into different images, against the per-class collapse of conditional GANs.
+    """
+    h = len(z) // 2
+    images = (fake[:h].float() - fake[h:2 * h].float()).abs().flatten(1).mean(1)
+    latents = (z[:h] - z[h:2 * h]).abs().mean(1)
+    return 1.0 / ((images / latents).mean() + eps)
 
 
 def cond_weight(step: int, start: int, end: int) -> float:

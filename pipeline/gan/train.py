@@ -170,7 +170,7 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
         G, D = build_models(model, len(classes), channels, resolution, mcfg.base_channels, mcfg.z_dim,
                             mcfg.embed_dim, mcfg.d_conditioning, scfg.g_layer_noise_std, scfg.g_dropout,
                             mcfg.g_upsample, mcfg.g_norm, mcfg.d_norm, mcfg.skip_excitation,
-                            mcfg.d_self_supervised, mcfg.acgan_twin)
+                            mcfg.d_self_supervised, mcfg.acgan_twin, mcfg.d_minibatch_std)
         fmt = memory_format(tcfg, device)
         G.to(device, memory_format=fmt)
         D.to(device, memory_format=fmt)
@@ -313,7 +313,8 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                         if improved:
                             save_checkpoint(state, best_path)
                         if timed_check:  # quality against minutes: one generator per check, kept for later scoring
-                            save_checkpoint(state, run_dir / "snapshots" / f"minute_{minutes:06.1f}.pt")
+                            save_checkpoint({**state, "watch": last_quality},
+                                            run_dir / "snapshots" / f"minute_{minutes:06.1f}.pt")
                         if do_ckpt:
                             save_checkpoint(state, last_path)
                     epochs.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}",

@@ -146,7 +146,7 @@ def test_two_d_steps_per_g_step_each_on_its_own_batch(monkeypatch):
     monkeypatch.setattr(step.opt_D, "step", lambda *a, **k: d_calls.append(1))
     monkeypatch.setattr(step.opt_G, "step", lambda *a, **k: g_calls.append(1))
     d_update = step.d_update
-    monkeypatch.setattr(step, "d_update", lambda r, y, f, s: reals.append(r.clone()) or d_update(r, y, f, s))
+    monkeypatch.setattr(step, "d_update", lambda r, y, f, s, yf: reals.append(r.clone()) or d_update(r, y, f, s, yf))
     x, y = toy_batch(32)
     step(x, y, 0.0)
     assert len(d_calls) == 2 and len(g_calls) == 1
@@ -235,3 +235,28 @@ def test_bf16_is_chosen_only_where_the_cpu_has_it(tmp_path, monkeypatch):
         with step.autocast():
             out = torch.nn.functional.linear(torch.randn(2, 3), torch.randn(4, 3))
         assert out.dtype == (torch.bfloat16 if expect == "bfloat16" else torch.float32)
+
+
+def test_minibatch_std_sees_a_batch_that_does_not_vary():
+    from pipeline.gan.models import minibatch_stddev
+    same = torch.randn(1, 3, 4, 4).repeat(8, 1, 1, 1)
+    assert torch.allclose(minibatch_stddev(same)[:, 3], torch.zeros(8, 4, 4), atol=1e-3)
+    varied = minibatch_stddev(torch.randn(8, 3, 4, 4))
+    assert varied.shape == (8, 4, 4, 4) and (varied[:, 3] > 0.5).all()
+    D = Discriminator(2, 1, 16, 8, conditioning="projection", norm="spectral", minibatch_std=True)
+    assert D(torch.randn(6, 1, 16, 16), torch.tensor([0, 1] * 3))[0].shape == (6,)
+
+
+def test_mode_seeking_pairs_fakes_of_one_class_and_penalises_sameness():
+    from pipeline.gan.step import mode_seeking_term
+    z = torch.randn(8, 4)
+    same = torch.ones(8, 1, 4, 4)
+    varied = torch.randn(8, 1, 4, 4)
+    assert mode_seeking_term(same, z) > 100 * mode_seeking_term(varied, z)  # a collapsed G pays far more
+    step = make_step(mode_seeking_weight=1.0)
+    labels = []
+    forward = step.G_raw.forward
+    step.G_raw.forward = lambda z, y: labels.append(y.clone()) or forward(z, y)
+    x, y = toy_batch(32)
+    assert torch.isfinite(step(x, y, 0.0)).all()
+    assert torch.equal(labels[-1][:16], labels[-1][16:])  # pairs (i, i + 16) share a class

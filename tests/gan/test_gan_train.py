@@ -137,3 +137,17 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, toy_data, monkeyp
     G = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator")
     z, y = torch.zeros(2, 16), torch.tensor([0, 1])
     assert G(z, y).shape == (2, 1, 16, 16)
+
+
+def test_time_limit_stops_early_and_timed_checks_keep_snapshots(tmp_path, toy_data):
+    section = tiny_gan_section(epochs=50, max_minutes=1e-6, sample_every_epochs=0, checkpoint_every_epochs=100)
+    section["watch"].update(every_epochs=0, every_minutes=1e-7)
+    cfg = load_params(write_params(tmp_path / "params.yaml", section)).extra["gan"]
+    result = train_gan(cfg, "cdcgan", toy_data, tmp_path / "run")
+    assert result.summary["epochs_done"] == 1 and result.summary["steps"] == 4  # stopped after the first epoch
+    assert result.summary["train_minutes"] > 0 and result.summary["precision"]
+    snapshots = sorted((tmp_path / "run" / "snapshots").glob("minute_*.pt"))
+    assert len(snapshots) == 1
+    state = load_checkpoint(snapshots[0])
+    assert state["step"] == 4 and set(state["watch"]["diversity"]) == {"square", "cross"}
+    assert [p.name for p in (tmp_path / "run" / "samples").glob("*.png")] == ["epoch_0001.png"]

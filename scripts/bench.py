@@ -597,7 +597,7 @@ def generation_section(sizes: Sizes) -> Section:
             to_uint8(G(z[None], torch.tensor([k % n_classes]))).numpy()
         naive_s = time.perf_counter() - t0
         batched_ips, naive_ips = sizes.gen_images / batched_s, sizes.gen_naive_images / naive_s
-        rows.append([label, G.body[-2].in_channels, batch, batched_ips, naive_ips, batched_ips / naive_ips,
+        rows.append([label, G.last_width, batch, batched_ips, naive_ips, batched_ips / naive_ips,
                      sizes.gen_images / png_s])
     how = (f"**Batched**: `pipeline.generate.sampling.sample` (what the generate stage calls: one seeded latent "
            f"per image, G in eval mode, no autograd, uint8 out) on {sizes.gen_images} images in batches of the "

@@ -41,8 +41,14 @@ def main() -> None:
     snapshots = sorted((Path(args.run) / "snapshots").glob("minute_*.pt"))
     if not snapshots:
         raise SystemExit(f"{args.run}/snapshots: no minute_*.pt; train with gan.watch.every_minutes > 0")
+    out = Path(args.out)
+    done = {r["snapshot"]: r for r in json.loads(out.with_suffix(".json").read_text())} \
+        if out.with_suffix(".json").is_file() else {}  # a re-run scores only new snapshots
     rows = []
     for path in snapshots:
+        if path.name in done:
+            rows.append(done[path.name])
+            continue
         state = load_checkpoint(path)
         watch = state.get("watch") or {}
         score = score_checkpoint(path, args.data, gen_cfg, args.per_class, watch.get("diversity"))
@@ -52,7 +58,6 @@ def main() -> None:
         o = score["overall"]
         print(f"{path.name}: {state['step']} steps, FD ratio {_f(o['fd_ratio'])}, keep {_f(o['keep_rate_total'])}",
               file=sys.stderr)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     lines = [f"# Quality against training minutes: `{args.run}`", "",

@@ -139,7 +139,7 @@ class Generator(nn.Module):
             raise ConfigError(f"g_norm {norm!r}: use one of {', '.join(G_NORMS)}")
         n = n_blocks(resolution_px)
         widths = [base_channels * min(2 ** (n - 1 - i), MAX_WIDTH_MULT) for i in range(n)]  # 4x4 ... res/2
-        self.z_dim, self.n_classes, self.width0 = z_dim, n_classes, widths[0]
+        self.z_dim, self.n_classes, self.width0, self.last_width = z_dim, n_classes, widths[0], widths[-1]
         self.cond_weight = 1.0  # the conditioning transition's weight; 1 outside training
         self.embed = nn.Embedding(n_classes, embed_dim)
         # A linear map to 4x4 is DCGAN's first 4x4 transposed conv on a 1x1 input.

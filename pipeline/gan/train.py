@@ -94,6 +94,17 @@ def run_fingerprint(cfg: GanConfig, model: str, data_key: str, world: int) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def better_check(q: dict, best: dict) -> bool:
+    """Is this collapse-watch check the new best checkpoint? Lowest mean FD among checks where no class
+    collapsed; a collapsed check wins only over other collapsed ones (a low FD can hide one image per class)."""
+    if math.isnan(q["quality_fd"]):
+        return False
+    collapsed, best_collapsed = bool(q["collapsed"]), bool(best.get("collapsed", True))
+    if collapsed != best_collapsed:
+        return not collapsed
+    return q["quality_fd"] < best["score"]
+
+
 def metric_key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
 
@@ -294,9 +305,10 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                    f"{wcfg.min_diversity_ratio} x the real images' (mode collapse?)")
                             warnings.warn(msg, stacklevel=1)
                             tracker.set_tags({"collapse_warning": msg})
-                        improved = q["quality_fd"] < best["score"]
+                        improved = better_check(q, best)
                         if improved:
-                            best = {"score": q["quality_fd"], "epoch": done, "fd": q["fd"], "diversity": q["diversity"]}
+                            best = {"score": q["quality_fd"], "epoch": done, "fd": q["fd"], "diversity": q["diversity"],
+                                    "collapsed": q["collapsed"]}
                     history.append(row)
                     tracker.log_metrics({k: v for k, v in row.items() if k not in ("epoch",)}, step=done)
                     if do_grid:
@@ -312,7 +324,8 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                  "fingerprint": fingerprint, "mlflow_run_id": tracker.run_id}
                         if improved:
                             save_checkpoint(state, best_path)
-                        if timed_check:  # quality against minutes: one generator per check, kept for later scoring
+                        if timed_check or (is_last and wcfg.every_minutes > 0):  # quality against minutes: one
+                            # generator per check (and the last), kept for later scoring
                             save_checkpoint({**state, "watch": last_quality},
                                             run_dir / "snapshots" / f"minute_{minutes:06.1f}.pt")
                         if do_ckpt:

@@ -260,3 +260,15 @@ def test_mode_seeking_pairs_fakes_of_one_class_and_penalises_sameness():
     x, y = toy_batch(32)
     assert torch.isfinite(step(x, y, 0.0)).all()
     assert torch.equal(labels[-1][:16], labels[-1][16:])  # pairs (i, i + 16) share a class
+
+
+def test_best_checkpoint_prefers_a_check_without_collapse():
+    from pipeline.gan.train import better_check
+    start = {"score": float("inf"), "epoch": 0}
+    ok = {"quality_fd": 9.0, "collapsed": []}
+    collapsed_low_fd = {"quality_fd": 2.0, "collapsed": ["benign"]}
+    assert better_check(collapsed_low_fd, start)  # anything beats nothing
+    assert better_check(ok, {"score": 2.0, "collapsed": ["benign"]})  # no collapse beats a lower FD with collapse
+    assert not better_check(collapsed_low_fd, {"score": 9.0, "collapsed": []})
+    assert better_check({"quality_fd": 8.0, "collapsed": []}, {"score": 9.0, "collapsed": []})
+    assert not better_check({"quality_fd": float("nan"), "collapsed": []}, start)

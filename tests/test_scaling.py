@@ -84,6 +84,7 @@ def ddp_toy_step(model: str) -> GanStep:
     cfg = GanConfig()
     t, s = cfg.train, cfg.stabilise
     t.channels_last, t.r1_gamma, t.ema_decay = "never", DDP_CASES[model]["r1_gamma"], DDP_CASES[model]["ema_decay"]
+    t.cpu_bf16 = "off"  # float32 sums: bfloat16 autocast (auto on AMX CPUs) rounds beyond the fp32 tolerance below
     s.instance_noise_std, s.g_layer_noise_std, s.g_dropout = 0.0, 0.0, 0.0
     s.label_smoothing, s.label_flip_prob = "none", 0.0
     torch.manual_seed(0)  # identical initial weights in every process

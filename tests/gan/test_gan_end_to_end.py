@@ -19,7 +19,7 @@ def test_recipe_draws_phantom_cells_that_pass_the_filter(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_TRACKING", "0")
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     phantom = build(PhantomConfig, {**shipped["phantom"], "cell_px": 32, "cells_per_slide": 10,
-                                    "cell_counts": {"normal": 90, "low_grade": 70, "high_grade": 60}}, "phantom")
+                                    "cell_counts": {"normal": 120, "low_grade": 100, "high_grade": 90}}, "phantom")
     cells = write_cell_phantoms(tmp_path / "phantoms", phantom)
     ds = dict(shipped["datasets"]["cervical"])
     ds["source"] = {**ds["source"], "root": str(cells)}
@@ -28,11 +28,10 @@ def test_recipe_draws_phantom_cells_that_pass_the_filter(tmp_path, monkeypatch):
                    tmp_path / "ingest.json")
 
     gan = shipped["gan"]  # the shipped recipe, shortened
-    gan["train"].update(epochs=200, batch_size=16, num_threads=1, tracking=False, checkpoint_every_epochs=200,
-                        sample_every_epochs=200)  # ~800 G steps
-    gan["stabilise"]["instance_noise_decay_epochs"] = 100
-    gan["watch"].update(every_epochs=200, feature_epochs=3)
-    gan["cdcgan"].update(base_channels=8)
+    gan["train"].update(epochs=300, num_threads=1, tracking=False, checkpoint_every_epochs=300,
+                        sample_every_epochs=300)  # ~900 G steps at the shipped batch and width
+    gan["stabilise"]["instance_noise_decay_epochs"] = 150
+    gan["watch"].update(every_epochs=300, feature_epochs=3)
     gen = dict(shipped["generate"])
     gen.update(num_threads=1, tracking=False)
     gen["classifier"] = {**gen["classifier"], "epochs": 15, "cache_dir": ""}

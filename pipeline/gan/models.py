@@ -191,7 +191,7 @@ class Discriminator(nn.Module):
         sn = norm == "spectral"
         n = n_blocks(resolution_px)
         widths = [base_channels * min(2 ** i, MAX_WIDTH_MULT) for i in range(n)]  # res/2 ... 4x4
-        self.n_classes, self.conditioning, self.channels = n_classes, conditioning, channels
+        self.n_classes, self.conditioning = n_classes, conditioning
         self.cond_weight = 1.0
         in_ch = channels + (n_classes if conditioning == "channels" else 0)
         # DCGAN: no BatchNorm on the first layer; spectral norm: none anywhere.
@@ -263,9 +263,8 @@ class Discriminator(nn.Module):
         twin = self.twin_head(h) if self.twin_head is not None else None
         recon = None
         if self.decoder is not None:
-            target = x[:, :self.channels]
-            if target.shape[-1] != self.recon_px:
-                target = F.interpolate(target, size=(self.recon_px, self.recon_px), mode="area")
+            target = x if x.shape[-1] == self.recon_px else \
+                F.interpolate(x, size=(self.recon_px, self.recon_px), mode="area")
             recon = (self.decoder(mid), target)
         return adv, aux, twin, recon
 

@@ -268,11 +268,12 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                 images_done += steps_per_epoch * tcfg.batch_size * tcfg.d_steps
                 minutes = loop_seconds / 60.0
                 out_of_time = tcfg.max_minutes > 0 and minutes >= tcfg.max_minutes
-                if ddp and tcfg.max_minutes > 0:  # every rank stops at the same epoch: rank 0's clock decides
-                    flag = torch.tensor([float(out_of_time)], device=device)
-                    dist.broadcast(flag, 0)
-                    out_of_time = bool(flag.item())
                 timed_check = wcfg.every_minutes > 0 and minutes - minutes_at_check >= wcfg.every_minutes
+                if ddp and (tcfg.max_minutes > 0 or wcfg.every_minutes > 0):
+                    # rank 0's clock decides for every rank: they stop, check and gather at the same epoch
+                    flags = torch.tensor([float(out_of_time), float(timed_check)], device=device)
+                    dist.broadcast(flags, 0)
+                    out_of_time, timed_check = (bool(f) for f in flags.tolist())
 
                 # ---------------------------------------------------- every few epochs: score, grid, checkpoint
                 done = epoch + 1
@@ -361,7 +362,7 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
             final = history[-1] if history else {}
             summary = {
                 "dataset": dataset, "model": model, "epochs": tcfg.epochs,
-                "epochs_done": history[-1]["epoch"] if history else 0, "steps": step,
+                "epochs_done": final.get("epoch", 0), "steps": step,
                 "train_minutes": loop_seconds / 60.0, "precision": step_fn.precision,
                 "best_epoch": best["epoch"], "best_quality_fd": best["score"],
                 "best_fd_per_class": best.get("fd", {}), "best_diversity_ratio_per_class": best.get("diversity", {}),

@@ -151,3 +151,19 @@ def test_time_limit_stops_early_and_timed_checks_keep_snapshots(tmp_path, toy_da
     state = load_checkpoint(snapshots[0])
     assert state["step"] == 4 and set(state["watch"]["diversity"]) == {"square", "cross"}
     assert [p.name for p in (tmp_path / "run" / "samples").glob("*.png")] == ["epoch_0001.png"]
+
+
+def test_ddp_time_limits_follow_rank_0s_clock(tmp_path, toy_data):
+    # the DDP path of the time limits: the stop and the timed check are broadcast from rank 0 (each rank deciding
+    # on its own clock could enter the rng gather alone and hang); here both ranks stop after epoch 1
+    gan = tiny_gan_section(epochs=50, max_minutes=1e-6)
+    gan["watch"].update(every_epochs=0, every_minutes=1e-7)
+    params = write_params(tmp_path / "params.yaml", gan)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_TRACKING": "0", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "stages.train_gan", *stage_args(tmp_path, params)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics_acgan.json").read_text())
+    assert metrics["epochs_done"] == 1 and metrics["world_size"] == 2
+    assert len(list((tmp_path / "runs" / "acgan" / "snapshots").glob("minute_*.pt"))) == 1

@@ -122,6 +122,8 @@ class WatchConfig:
     feature_epochs: int = field(default=8, metadata=rng(1, 1000))  # training of the in-project feature CNN
     feature_dim: int = field(default=64, metadata=rng(2, 1024))  # penultimate width of that CNN
     min_diversity_ratio: float = field(default=0.5, metadata=rng(0.0, 10.0))  # warn below this x real diversity
+    best_min_diversity: float = field(default=0.7, metadata=rng(0.0, 10.0))  # best checkpoint: lowest FD among
+    # checks whose every class keeps this x real diversity, if any does (then among those not collapsed)
     every_minutes: float = field(default=0.0, metadata=rng(0.0, 100000.0))  # also check (and write a grid) at the
     # first epoch end after this many training minutes since the last check; 0 = by epochs only
 

@@ -94,14 +94,24 @@ def run_fingerprint(cfg: GanConfig, model: str, data_key: str, world: int) -> st
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def better_check(q: dict, best: dict) -> bool:
-    """Is this collapse-watch check the new best checkpoint? Lowest mean FD among checks where no class
-    collapsed; a collapsed check wins only over other collapsed ones (a low FD can hide one image per class)."""
+def check_tier(q: dict, floor: float) -> int:
+    """0: every class's diversity ratio >= ``floor``; 1: below it somewhere but none collapsed; 2: collapsed."""
+    if q["collapsed"]:
+        return 2
+    return 0 if q.get("diversity_ratio", math.inf) >= floor else 1
+
+
+def better_check(q: dict, best: dict, floor: float = 0.0) -> bool:
+    """Is this collapse-watch check the new best checkpoint? Lowest mean FD within the best tier of
+    :func:`check_tier`: a low FD can hide one image per class, so a check whose every class keeps
+    ``floor`` x the real diversity wins over a lower-FD check that does not."""
     if math.isnan(q["quality_fd"]):
         return False
-    collapsed, best_collapsed = bool(q["collapsed"]), bool(best.get("collapsed", True))
-    if collapsed != best_collapsed:
-        return not collapsed
+    tier = check_tier(q, floor)
+    best_tier = check_tier({"collapsed": best.get("collapsed", True), "diversity_ratio":
+                            min(best.get("diversity", {}).values(), default=math.inf)}, floor)
+    if tier != best_tier:
+        return tier < best_tier
     return q["quality_fd"] < best["score"]
 
 
@@ -306,7 +316,7 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                    f"{wcfg.min_diversity_ratio} x the real images' (mode collapse?)")
                             warnings.warn(msg, stacklevel=1)
                             tracker.set_tags({"collapse_warning": msg})
-                        improved = better_check(q, best)
+                        improved = better_check(q, best, wcfg.best_min_diversity)
                         if improved:
                             best = {"score": q["quality_fd"], "epoch": done, "fd": q["fd"], "diversity": q["diversity"],
                                     "collapsed": q["collapsed"]}

@@ -35,7 +35,11 @@ class FilterConfig:
     trained on real training images agrees with its conditioning class."""
 
     enabled: bool = True  # false: neither test, only the copy gate
-    min_confidence: float = field(default=0.5, metadata=rng(0.0, 1.0))  # softmax of the conditioning class
+    min_confidence: float = field(default=0.5, metadata=rng(0.0, 1.0))  # softmax of the conditioning class (cap)
+    # > 0: per class, the threshold drops to the softmax that this share of the class's real validation images
+    # reach (never above min_confidence), so a fake is refused only when it is less recognisable than most real
+    # images of its class; 0: min_confidence for every class. Classes with < realism_min_val_images use all pooled.
+    confidence_val_pass: float = field(default=0.8, metadata=rng(0.0, 1.0))
     realism: bool = True  # inside some real training image's k-NN ball of its class (Kynkaanniemi et al. 2019)
     realism_spaces: list[Literal["classifier", "image_stats"]] = field(  # the fake must pass in each
         default_factory=lambda: ["classifier", "image_stats"])

@@ -16,8 +16,10 @@ folder atomically::
 
 Each fake gets the first reason that applies, in this order: ``memorised`` (copy gate), ``unrealistic``
 (outside the k-NN balls of the real training images of its class, pipeline/quality/realism.py),
-``low_confidence`` (the classifier's softmax of its class < ``min_confidence``), else ``kept``. Class
-confidence alone keeps noise: the softmax picks the nearest class even for an image unlike any of them.
+``low_confidence`` (the classifier's softmax of its class below the class's threshold: ``min_confidence``,
+lowered to what ``confidence_val_pass`` of the class's real validation images reach, so the test refuses
+what is less recognisable than most real images, not what a weak classifier finds hard), else ``kept``.
+Class confidence alone keeps noise: the softmax picks the nearest class even for an image unlike any of them.
 
 Real training pixels are never written here: the folder may travel as "synthetic", so the nearest real
 image of a memorised fake is named by its id only.
@@ -134,6 +136,24 @@ class Timer:
         }
 
 
+def confidence_thresholds(val_p: torch.Tensor, val_y: torch.Tensor, cap: float, val_pass: float,
+                          min_val_images: int) -> list[float]:
+    """Per class, the softmax of its own class that ``val_pass`` of its real validation images reach, capped at
+    ``cap`` (``val_pass`` 0: ``cap`` everywhere). A class with fewer than ``min_val_images`` validation images
+    takes the quantile of all validation images' own-class softmax pooled, so a handful cannot set it."""
+    n_classes = val_p.shape[1]
+    if val_pass <= 0 or len(val_y) == 0:
+        return [cap] * n_classes
+    own = val_p[torch.arange(len(val_y)), val_y].double()
+    pooled = float(torch.quantile(own, 1.0 - val_pass))
+    out = []
+    for c in range(n_classes):
+        mine = own[val_y == c]
+        q = float(torch.quantile(mine, 1.0 - val_pass)) if len(mine) >= min_val_images else pooled
+        out.append(min(cap, q))
+    return out
+
+
 def available_threads(requested: int) -> int:
     if requested:
         return requested
@@ -187,7 +207,9 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
     reference = build_reference(train_x, train_f, list(train.image_ids), lambda x: extract_features(net, x),
                                 cfg.memorisation.match_flips)
     thresholds = fit_thresholds(reference, val_x, val_f, cfg.memorisation.percentile, cfg.memorisation.neighbours_k)
-    min_conf, fc = cfg.filter.min_confidence, cfg.filter
+    fc = cfg.filter
+    min_conf = confidence_thresholds(val_p, val_y, fc.min_confidence, fc.confidence_val_pass,
+                                     fc.realism_min_val_images)
     realism = fit_realism(train_x, train_f, train_y, val_x, val_f, val_y, len(classes), fc.realism_spaces,
                           fc.realism_k, fc.realism_val_pass, fc.realism_min_val_images) \
         if fc.enabled and fc.realism else None
@@ -216,7 +238,7 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
                     reason = "memorised"
                 elif not realistic[k]:
                     reason = "unrealistic"
-                elif cfg.filter.enabled and conf[k] < min_conf:
+                elif cfg.filter.enabled and conf[k] < min_conf[c]:
                     reason = "low_confidence"
                 else:
                     reason = "kept"
@@ -241,7 +263,7 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
         val_sets = {c: val_f[val_y == classes.index(c)] for c in targets}
         quality = measure_quality(records, train_sets, val_sets, cfg)
 
-    real_pass = {c: (float((val_p[val_y == i, i] >= min_conf).double().mean()) if bool((val_y == i).any()) else None)
+    real_pass = {c: (float((val_p[val_y == i, i] >= min_conf[i]).double().mean()) if bool((val_y == i).any()) else None)
                  for i, c in enumerate(classes)}
     totals = {r: sum(x.reason == r for x in records) for r in REASONS}
     kernel, weights = ms_ssim_setup(gen.resolution_px, cfg.metrics.ms_ssim_kernel_px, cfg.metrics.ms_ssim_max_scales)
@@ -256,9 +278,11 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
                          "rule": "memorised if, in feature OR pixel (RMS) space, the nearest training-image distance d "
                                  "AND r = d / mean of the k nearest are both below the percentile of the same over "
                                  "real validation images"},
-        "filter": {"enabled": cfg.filter.enabled, "min_confidence": min_conf,
+        "filter": {"enabled": cfg.filter.enabled, "min_confidence": fc.min_confidence,
+                   "confidence_val_pass": fc.confidence_val_pass,
+                   "confidence_threshold": {c: float(min_conf[i]) for i, c in enumerate(classes)},
                    "real_val_pass_rate": real_pass,
-                   "real_train_pass_rate": {c: float((train_p[train_y == i, i] >= min_conf).double().mean())
+                   "real_train_pass_rate": {c: float((train_p[train_y == i, i] >= min_conf[i]).double().mean())
                                             for i, c in enumerate(classes) if bool((train_y == i).any())},
                    "realism": {"enabled": True, **realism.as_dict(classes)} if realism else {"enabled": False}},
         "quality": quality,

@@ -272,3 +272,17 @@ def test_best_checkpoint_prefers_a_check_without_collapse():
     assert not better_check(collapsed_low_fd, {"score": 9.0, "collapsed": []})
     assert better_check({"quality_fd": 8.0, "collapsed": []}, {"score": 9.0, "collapsed": []})
     assert not better_check({"quality_fd": float("nan"), "collapsed": []}, start)
+
+
+def test_best_checkpoint_prefers_a_check_whose_every_class_keeps_the_diversity_floor():
+    from pipeline.gan.train import better_check
+    low_fd_thin = {"quality_fd": 5.0, "collapsed": [], "diversity_ratio": 0.6}
+    diverse = {"quality_fd": 7.0, "collapsed": [], "diversity_ratio": 0.8}
+    best_diverse = {"score": 7.0, "collapsed": [], "diversity": {"a": 0.8, "b": 0.9}}
+    best_thin = {"score": 5.0, "collapsed": [], "diversity": {"a": 0.6, "b": 0.9}}
+    assert not better_check(low_fd_thin, best_diverse, floor=0.7)  # a lower FD bought with diversity loses
+    assert better_check(diverse, best_thin, floor=0.7)
+    assert better_check(low_fd_thin, best_diverse, floor=0.0)  # floor 0: lowest FD among the uncollapsed
+    assert better_check({"quality_fd": 6.0, "collapsed": [], "diversity_ratio": 0.75}, best_diverse, floor=0.7)
+    collapsed = {"quality_fd": 1.0, "collapsed": ["a"], "diversity_ratio": 0.3}
+    assert not better_check(collapsed, best_thin, floor=0.7)  # below the floor still beats collapsed

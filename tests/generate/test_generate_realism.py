@@ -19,7 +19,7 @@ from pipeline.data.cache import load_split
 from pipeline.data.synthetic import read_manifest
 from pipeline.errors import ConfigError
 from pipeline.generate.config import GenerateConfig
-from pipeline.generate.run import REASONS, generate_synthetic, write_outputs
+from pipeline.generate.run import REASONS, confidence_thresholds, generate_synthetic, write_outputs
 
 N_PER_CLASS = (30, 30, 30)
 N_VAL = (20, 20, 20)
@@ -170,9 +170,12 @@ def test_rejected_images_are_written_to_rejected_with_their_reason(tmp_path, wit
 def test_realism_off_is_the_old_rule(toy, without_realism):
     """memorised, else low_confidence below min_confidence, else kept; and confidence alone keeps junk."""
     assert without_realism.metrics["filter"]["realism"] == {"enabled": False}
+    threshold = without_realism.metrics["filter"]["confidence_threshold"]
+    assert all(0.0 <= t <= 0.5 for t in threshold.values())  # calibrated on real val images, capped at 0.5
     for r in without_realism.records:
         memorised = r.reason == "memorised"
-        assert r.reason == ("memorised" if memorised else "low_confidence" if r.confidence < 0.5 else "kept")
+        assert r.reason == ("memorised" if memorised else "low_confidence" if r.confidence < threshold[r.class_name]
+                            else "kept")
         assert np.isnan(r.ball_scale)
     assert without_realism.metrics["totals"]["unrealistic"] == 0
     by_kind = reasons_by_kind(without_realism, toy[4])
@@ -199,3 +202,19 @@ def test_realism_spaces_are_checked_in_params():
         build(GenerateConfig, {"filter": {"realism_spaces": ["pixels"]}}, "generate")
     with pytest.raises(ConfigError, match="realism_val_pass: 0.2 is out of range"):
         build(GenerateConfig, {"filter": {"realism_val_pass": 0.2}}, "generate")
+
+
+def test_confidence_threshold_is_calibrated_on_real_validation_images():
+    """A class whose real images the classifier finds hard gets a lower threshold; never above the cap."""
+    torch.manual_seed(0)
+    y = torch.tensor([0] * 20 + [1] * 20 + [2] * 3)
+    own = torch.cat([torch.linspace(0.1, 0.5, 20), torch.linspace(0.8, 0.99, 20), torch.tensor([0.01, 0.02, 0.03])])
+    p = torch.zeros(len(y), 3)
+    p[torch.arange(len(y)), y] = own
+    p[torch.arange(len(y)), (y + 1) % 3] = 1 - own
+    t = confidence_thresholds(p, y, cap=0.5, val_pass=0.8, min_val_images=10)
+    assert t[0] == pytest.approx(float(torch.quantile(own[:20].double(), 0.2)))  # 80 % of class 0 pass
+    assert float((own[:20] >= t[0]).double().mean()) >= 0.8
+    assert t[1] == 0.5  # an easy class keeps the cap
+    assert t[2] == pytest.approx(min(0.5, float(torch.quantile(own.double(), 0.2))))  # 3 images: pooled
+    assert confidence_thresholds(p, y, cap=0.5, val_pass=0.0, min_val_images=10) == [0.5, 0.5, 0.5]

@@ -64,7 +64,8 @@ def test_quality_metrics_come_with_real_vs_real_references(tmp_path, toy_data, t
 
 
 def test_a_shortfall_is_reported_not_hidden(tmp_path, toy_data, toy_checkpoint):
-    run = run_to(tmp_path / "syn", toy_data, toy_checkpoint, filter={"enabled": True, "min_confidence": 1.0},
+    run = run_to(tmp_path / "syn", toy_data, toy_checkpoint, filter={"enabled": True, "min_confidence": 1.0,
+                                                                     "confidence_val_pass": 0.0},
                  target={"mode": "counts", "counts": {"bars": 5}, "max_attempts_factor": 3.0})
     bars = run.metrics["counts"]["bars"]
     assert bars["generated"] == 15 and bars["kept"] == 0 and bars["shortfall"] == 5

@@ -82,6 +82,8 @@ class DatasetConfig:
     split: SplitConfig = field(default_factory=SplitConfig)
     external_test: Optional[SourceConfig] = None  # an official test set, used as is and never trained on
     on_bad_file: Literal["error", "skip"] = "error"  # skip: warn, count in metrics, go on
+    min_image_px: int = field(default=16, metadata=rng(1, 4096))  # a smaller image (or film) is a bad file: a
+    # 1 x 1 or 4 x 4 px thumbnail would be stretched into a flat, meaningless training image
     max_per_class: int = field(default=0, metadata=rng(0, None))  # 0 = all; for tiny presets
 
 
@@ -262,6 +264,26 @@ def register_section(name: str, cls: type) -> None:
     SECTIONS[name] = cls
 
 
+def check_duplicate_keys(node: yaml.Node | None, where: str, prefix: str = "") -> None:
+    """Stop on a key written twice in one mapping: YAML keeps the last value without a word, so
+    ``resolution_px: 64`` followed by ``resolution_px: 32`` would silently run at 32 px."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, child in enumerate(node.value):
+            check_duplicate_keys(child, where, f"{prefix}[{i}]")
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        name = f"{prefix}.{key}" if prefix else key
+        line = key_node.start_mark.line + 1
+        if key != "<<" and key in seen:
+            raise ConfigError(f"{where} line {line}: {name}: key written twice (lines {seen[key]} and {line}), "
+                              "YAML would keep only the last value; delete one of them")
+        seen[key] = line
+        check_duplicate_keys(value_node, where, name)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read ``path`` and return typed :class:`Params`; raises :class:`ConfigError` with one line."""
     path = Path(path)
@@ -269,7 +291,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if not path.is_file():
         raise ConfigError(f"{where}: file not found; pass --params FILE or run from the repository root")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text()
+        check_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), where)
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" line {line + 1}" if line is not None else ""

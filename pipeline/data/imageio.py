@@ -1,6 +1,7 @@
 """Decoding of ordinary image files (PNG, JPEG, BMP, TIFF, PGM) into float arrays in [0, 1]."""
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -10,30 +11,90 @@ from PIL import Image
 from pipeline.data.records import to_unit_float
 from pipeline.errors import DataError
 
+log = logging.getLogger(__name__)
 
-def read_image(path: Path, channels: int) -> np.ndarray:
+
+def read_image(path: Path, channels: int, background: tuple[float, ...] | None = None) -> np.ndarray:
     """Read ``path`` as float32 (H, W) when ``channels`` is 1 or (H, W, 3) when it is 3.
 
-    Corrupt, truncated or empty files raise :class:`DataError` naming the file and the fix.
+    An image with transparency (RGBA, LA, a PNG tRNS chunk) is composited on ``background`` (RGB in [0, 1];
+    ingest passes the data set's median border colour, :func:`border_colour`), else on white: dropping
+    alpha would put a cut-out cell on black. Corrupt, truncated or empty files raise :class:`DataError`
+    naming the file and the fix; a DICOM file with an image suffix is named as such.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found; check the path or the data set root in params.yaml")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes); re-copy it or remove it")
+    if is_dicom(path):
+        raise DataError(f"{path}: a DICOM file with a {path.suffix or 'missing'} suffix; rename it to .dcm so it "
+                        "is read as DICOM")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()  # decodes now, so a truncated file fails here and not later
-                return _to_array(img, channels, path)
+                out = _to_array(flatten_alpha(img, background), channels, path)
+        for w in caught:  # PIL's warnings (EXIF, MPO, ...) as one log line naming the file, not a traceback
+            log.warning("%s: %s", path, " ".join(str(w.message).split()))
+        return out
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"{path}: too large to decode safely ({exc}); downscale the image or remove it") from None
     except Exception as exc:  # PIL's decoders raise many types for damaged files (OSError, SyntaxError, ...)
-        raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt, truncated or not an "
-                        "image: re-export it or remove it") from None
+        raise DataError(f"{path}: cannot decode image ({' '.join(str(exc).split())}); the file is corrupt, "
+                        "truncated or not an image: re-export it or remove it") from None
+
+
+def is_dicom(path: Path) -> bool:
+    """True when ``path`` holds the DICOM preamble and 'DICM' magic, whatever its suffix."""
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def has_alpha(img: Image.Image) -> bool:
+    return img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (img.mode in ("P", "L", "RGB", "1")
+                                                             and "transparency" in img.info)
+
+
+def peek_alpha(path: Path) -> bool:
+    """Whether the image file at ``path`` has transparency, from its header alone (False if unreadable)."""
+    try:
+        with Image.open(path) as img:
+            return has_alpha(img)
+    except Exception:  # unreadable files are reported when they are decoded
+        return False
+
+
+def flatten_alpha(img: Image.Image, background: tuple[float, ...] | None) -> Image.Image:
+    """Composite an image with transparency on ``background`` (RGB in [0, 1], default white)."""
+    if not has_alpha(img):
+        return img
+    grey = img.mode in ("LA", "La", "L", "1")
+    rgba = img.convert("LA" if grey else "RGBA") if img.mode not in ("LA", "RGBA") else img
+    colour = tuple(int(round(255 * c)) for c in (background or (1.0, 1.0, 1.0)))
+    if grey:
+        base = Image.new("L", rgba.size, int(round(np.mean(colour))))
+        base.paste(rgba.convert("L"), mask=rgba.getchannel("A"))
+        return base
+    base = Image.new("RGB", rgba.size, colour[:3] if len(colour) >= 3 else colour * 3)
+    base.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+    return base
+
+
+def border_colour(images: list[np.ndarray]) -> tuple[float, float, float]:
+    """Median colour of the one-pixel borders of ``images`` (float (H, W) or (H, W, 3) in [0, 1])."""
+    rings = []
+    for image in images:
+        rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
+        rings.append(np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]]))
+    if not rings:
+        return (1.0, 1.0, 1.0)
+    return tuple(float(v) for v in np.median(np.concatenate(rings), axis=0))  # type: ignore[return-value]
 
 
 def _to_array(img: Image.Image, channels: int, path: Path) -> np.ndarray:

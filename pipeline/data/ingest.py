@@ -1,16 +1,21 @@
 """Ingest one data set: list -> decode -> patches or whole images -> quality gate -> patient split -> cache.
 
-Nothing that identifies a patient leaves this module: groups are salted hashes and image ids have any
-embedded patient id replaced by that hash. Source paths are never written.
+Nothing that identifies a patient leaves this module: groups are salted hashes of the patient ids, and
+image ids are ``<class>_<salted hash of the source path>[_lesionK|_tissueK]``, so no text of a file or
+folder name (CBIS-DDSM stems hold the patient number and the view) reaches the outputs. The mapping back
+to the files is written nowhere; with the salt and the source folder it can be recomputed
+(:func:`public_id`). Source paths are never written.
 """
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -18,8 +23,9 @@ from tqdm import tqdm
 from pipeline.config import DatasetConfig, SourceConfig
 from pipeline.data import preprocess
 from pipeline.data.cache import SplitArrays, atomic_dir, save_split, write_json_atomic
-from pipeline.data.readers import Item, list_items
-from pipeline.data.records import hash_patient, scrub_id
+from pipeline.data.imageio import border_colour, peek_alpha, read_image
+from pipeline.data.readers import Item, Listing, list_items
+from pipeline.data.records import hash_patient
 from pipeline.data.splits import assign_splits, check_splits
 from pipeline.errors import DataError
 
@@ -31,8 +37,10 @@ class Sample:
     image: np.ndarray  # uint8 (C, H, W)
     label: str
     patient: str
-    image_id: str
+    image_id: str  # internal: file stem + crop suffix, never written
     external_test: bool = False
+    source_key: str = ""  # the file's path below its source folder: hashed into the public id, never written
+    crop: str = ""  # lesionK / tissueK for mammography patches
 
 
 @dataclass
@@ -41,25 +49,37 @@ class IngestReport:
 
     items_listed: int = 0
     bad_files_skipped: int = 0
+    litter_ignored: int = 0  # Thumbs.db, desktop.ini, .DS_Store, ._* and other hidden files in class folders
+    alpha_composited: int = 0  # images with transparency, composited on alpha_background
+    alpha_background: Optional[tuple[float, float, float]] = None
     abnormal_without_location: int = 0
     quality_gate_dropped: dict[str, int] = field(default_factory=dict)
 
 
 def map_labels(items: list[Item], cfg: DatasetConfig, where: str) -> None:
-    """Apply ``class_map`` and check labels against ``classes`` (when given); unknown labels stop."""
+    """Apply ``class_map`` and check labels against ``classes`` (when given); unknown labels stop.
+
+    The film label (the worst of its rows) is for whole-film tasks; each lesion keeps the label of its own
+    row (mini-MIAS mdb144 has a benign and a malignant lesion), mapped and checked the same way.
+    """
     mapping = {k.lower(): v for k, v in cfg.class_map.items()}
     allowed = set(cfg.classes)
-    for item in items:
+
+    def mapped(label: str, source: object) -> str:
         if mapping:
-            if item.label not in mapping:
-                raise DataError(f"{item.path}: label {item.label!r} is not in {where}.class_map "
-                                f"({sorted(mapping)}); add it to class_map")
-            item.label = mapping[item.label]
-        if allowed and item.label not in allowed:
-            raise DataError(f"{item.path}: unknown label {item.label!r}; allowed {sorted(allowed)} "
-                            f"({where}.classes): fix the label or add it to classes")
+            if label not in mapping:
+                raise DataError(f"{source}: label {label!r} is not in {where}.class_map ({sorted(mapping)}); "
+                                "add it to class_map")
+            label = mapping[label]
+        if allowed and label not in allowed:
+            raise DataError(f"{source}: unknown label {label!r}; allowed {sorted(allowed)} ({where}.classes): "
+                            "fix the label or add it to classes")
+        return label
+
+    for item in items:
+        item.label = mapped(item.label, item.path)
         for lesion in item.lesions:
-            lesion.label = item.label if not mapping else mapping.get(lesion.label, item.label)
+            lesion.label = mapped(lesion.label, lesion.where or item.path)
 
 
 def lesion_side(radius: float, cfg: DatasetConfig) -> int:
@@ -98,11 +118,60 @@ def mammography_patches(item: Item, film: np.ndarray, cfg: DatasetConfig, lesion
     return out
 
 
+def check_size(image: np.ndarray, path: Path, min_px: int) -> None:
+    """Stop on an image smaller than ``min_image_px`` on a side: resizing would invent its content."""
+    h, w = image.shape[:2]
+    if min(h, w) < min_px:
+        raise DataError(f"{path}: image is {w} x {h} px, smaller than min_image_px {min_px}; remove it, or lower "
+                        "datasets.<name>.min_image_px, or set on_bad_file: skip")
+
+
+def source_key(path: Path, base: Path) -> str:
+    """``path`` below the data set's folder (so a moved folder keeps its ids), else the whole path."""
+    try:
+        return path.resolve().relative_to(base.resolve()).as_posix()
+    except ValueError:
+        return path.resolve().as_posix()
+
+
+def public_id(sample: Sample, salt: str) -> str:
+    """The image id written to splits.csv and the cache: class, salted hash of the source key, crop."""
+    digest = hashlib.sha256(f"{salt}:image:{sample.source_key}".encode()).hexdigest()[:12]
+    return f"{sample.label}_{digest}" + (f"_{sample.crop}" if sample.crop else "")
+
+
+def composite_alpha(items: list[Item], report: IngestReport, seed: int) -> None:
+    """Make images with transparency load on the data set's median border colour (from up to 32 opaque images;
+    white if every image is transparent). Dropping alpha would put a cut-out cell on black, a background no
+    other image has, and a classifier could learn the class from it."""
+    flags = [peek_alpha(it.path) for it in items]
+    transparent = [it for it, alpha in zip(items, flags) if alpha]
+    if not transparent:
+        return
+    opaque = [it for it, alpha in zip(items, flags) if not alpha]
+    probes = []
+    for i in np.random.default_rng(seed).permutation(len(opaque))[:32]:
+        try:
+            probes.append(opaque[i].load(3))
+        except DataError:
+            continue  # reported when it is decoded for real
+    background = border_colour(probes)
+    for item in transparent:
+        item.loader = lambda ch, p=item.path: read_image(p, ch, background)
+    report.alpha_composited += len(transparent)
+    report.alpha_background = background
+    log.info("%d images with transparency composited on the data set's median border colour %s",
+             len(transparent), tuple(round(255 * c) for c in background))
+
+
 def decode_items(items: list[Item], cfg: DatasetConfig, report: IngestReport, seed: int,
                  external: bool = False) -> list[Sample]:
     """Decode every item into samples; bad files stop (or are skipped and counted when on_bad_file=skip)."""
     patches = cfg.modality == "mammography" and cfg.task == "patches"
     lesion_sides = sorted(lesion_side(les.radius, cfg) for it in items for les in it.lesions)
+    source = cfg.external_test if external else cfg.source
+    base = Path(source.root) if source.root else Path(source.labels_csv or ".").parent
+    composite_alpha(items, report, seed)
     samples: list[Sample] = []
     for item in tqdm(items, desc="decode", unit="img", mininterval=5, disable=None):
         if patches and item.label != "normal" and not item.lesions:
@@ -110,6 +179,7 @@ def decode_items(items: list[Item], cfg: DatasetConfig, report: IngestReport, se
             continue
         try:
             image = item.load(cfg.channels)
+            check_size(image, item.path, cfg.min_image_px)
         except DataError as exc:
             if cfg.on_bad_file == "skip":
                 log.warning("skipped: %s", exc)
@@ -118,6 +188,7 @@ def decode_items(items: list[Item], cfg: DatasetConfig, report: IngestReport, se
             raise
         crops = mammography_patches(item, image, cfg, lesion_sides, seed) if patches \
             else [(preprocess.square_pad(image), item.label, "")]
+        key = ("external_test:" if external else "") + source_key(item.path, base)
         for pixels, label, suffix in crops:
             u8 = preprocess.resize_uint8(pixels, cfg.resolution_px)
             gate = cfg.quality_gate
@@ -125,7 +196,7 @@ def decode_items(items: list[Item], cfg: DatasetConfig, report: IngestReport, se
                 report.quality_gate_dropped[label] = report.quality_gate_dropped.get(label, 0) + 1
                 continue
             image_id = f"{item.image_id}_{suffix}" if suffix else item.image_id
-            samples.append(Sample(u8, label, item.patient, image_id, external))
+            samples.append(Sample(u8, label, item.patient, image_id, external, key, suffix))
     return samples
 
 
@@ -142,8 +213,11 @@ def cap_per_class(items: list[Item], max_per_class: int, seed: int) -> list[Item
     return kept
 
 
-def _external_items(source: SourceConfig, cfg: DatasetConfig, where: str) -> list[Item]:
-    items = list_items(source)
+def _list(source: SourceConfig, cfg: DatasetConfig, where: str, report: IngestReport) -> list[Item]:
+    listing = Listing(skip_bad=cfg.on_bad_file == "skip")
+    items = list_items(source, listing)
+    report.litter_ignored += listing.litter_ignored
+    report.bad_files_skipped += listing.bad_files_skipped
     map_labels(items, cfg, where)
     return items
 
@@ -153,13 +227,12 @@ def ingest_dataset(name: str, cfg: DatasetConfig, salt: str, out_dir: Path, metr
     t0 = time.perf_counter()
     where = f"datasets.{name}"
     report = IngestReport()
-    items = list_items(cfg.source)
-    map_labels(items, cfg, where)
+    items = _list(cfg.source, cfg, where, report)
     items = cap_per_class(items, cfg.max_per_class, cfg.split.seed)
     report.items_listed = len(items)
     samples = decode_items(items, cfg, report, cfg.split.seed)
     if cfg.external_test is not None:
-        ext = _external_items(cfg.external_test, cfg, where + ".external_test")
+        ext = _list(cfg.external_test, cfg, where + ".external_test", report)
         report.items_listed += len(ext)
         samples += decode_items(ext, cfg, report, cfg.split.seed, external=True)
     if not samples:
@@ -169,16 +242,15 @@ def ingest_dataset(name: str, cfg: DatasetConfig, salt: str, out_dir: Path, metr
     if len(classes) < 2:
         raise DataError(f"{cfg.source.root or cfg.source.labels_csv}: a single class ({classes[0]!r}) was found; "
                         "a classifier needs at least 2 classes: add the other class folders or fix the labels")
-    ids = [s.image_id for s in samples]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise DataError(f"{where}: image id {dup!r} occurs twice (two files with the same name?); rename one")
+    image_ids = [public_id(s, salt) for s in samples]
+    if len(set(image_ids)) != len(image_ids):
+        dup = next(s for s, i in zip(samples, image_ids) if image_ids.count(i) > 1)
+        raise DataError(f"{where}: {dup.source_key} is read twice (source and external_test?); drop one of them")
     labels = [s.label for s in samples]
     split = assign_splits(labels, [s.patient for s in samples], cfg.split.val_fraction, cfg.split.test_fraction,
                           cfg.split.seed, fixed_test=np.array([s.external_test for s in samples]))
     counts = check_splits(labels, split, classes, where)
     groups = [hash_patient(s.patient, salt) for s in samples]
-    image_ids = [scrub_id(s.image_id, s.patient, g) for s, g in zip(samples, groups)]
     patient_level = not (cfg.source.reader == "folder" and not cfg.source.patient_pattern)
 
     with atomic_dir(out_dir) as tmp:
@@ -205,7 +277,10 @@ def ingest_dataset(name: str, cfg: DatasetConfig, salt: str, out_dir: Path, metr
 
     metrics = {"dataset": name, "counts": counts, "n_images": len(samples), "n_groups": len(set(groups)),
                "patient_level_split": patient_level, "items_listed": report.items_listed,
-               "bad_files_skipped": report.bad_files_skipped,
+               "bad_files_skipped": report.bad_files_skipped, "litter_ignored": report.litter_ignored,
+               "alpha_composited": report.alpha_composited,
+               "alpha_background_rgb": [round(255 * c) for c in report.alpha_background]
+               if report.alpha_background else None,
                "abnormal_without_location": report.abnormal_without_location,
                "quality_gate_dropped": {c: report.quality_gate_dropped.get(c, 0) for c in classes},
                "quality_gate_dropped_total": sum(report.quality_gate_dropped.values()),

@@ -1,4 +1,4 @@
-"""Patient-id hashing and pixel scaling shared by all readers."""
+"""Patient-id hashing, the salt, and pixel scaling shared by all readers."""
 from __future__ import annotations
 
 import hashlib
@@ -40,13 +40,6 @@ def load_salt(env_name: str = "PIPELINE_ID_SALT", salt_file: str | Path = ".pipe
 def hash_patient(patient: str, salt: str) -> str:
     """Salted, truncated SHA-256 of a patient id: stable within a checkout, not reversible by lookup."""
     return "p" + hashlib.sha256(f"{salt}:{patient}".encode()).hexdigest()[:12]
-
-
-def scrub_id(stem: str, patient: str, group: str) -> str:
-    """Replace a patient id embedded in a file stem (CBIS-DDSM: ``Mass-Training_P_00001_LEFT_CC``)."""
-    if patient and len(patient) >= 3 and patient in stem:
-        return stem.replace(patient, group)
-    return stem
 
 
 def to_unit_float(arr: np.ndarray, path: Path) -> np.ndarray:

@@ -163,6 +163,27 @@ def replace_line(path: Path, old: str, new: str | None) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def drop_bits_and_photometric(ds: pydicom.Dataset) -> None:
+    del ds.BitsAllocated, ds.PhotometricInterpretation
+
+
+def copy_pydicom_file(name: str, dst: Path) -> None:
+    """One of pydicom's own test files (installed with it; never downloaded), else skip the case."""
+    src = Path(pydicom.__file__).parent / "data" / "test_files" / name
+    if not src.is_file():
+        pytest.skip(f"pydicom's test file {name} is not installed with this pydicom")
+    dst.write_bytes(src.read_bytes())
+
+
+def repeat_key(params: Path, key: str, value: str) -> None:
+    """Write ``key: value`` again right after its first line, at the same indent."""
+    lines = params.read_text().splitlines()
+    i = next(k for k, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    lines.insert(i + 1, f"{indent}{key}: {value}")
+    params.write_text("\n".join(lines) + "\n")
+
+
 A_PNG = "src/normal/normal_00.png"
 A_DCM = "src/normal/film_normal_00.dcm"
 A_PGM = "src/mdb003.pgm"
@@ -189,9 +210,10 @@ INGEST_CASES: dict[str, tuple] = {
     "empty_class_folder": ("cells", {}, lambda s: (s / "benign").mkdir(), ["src/benign", "empty class folder"]),
     "single_class": ("cells", {}, lambda s: [p.unlink() for p in (s / "abnormal").iterdir()] and
                      (s / "abnormal").rmdir(), ["src", "a single class ('normal')"]),
-    "duplicate_image_id": ("cells", {}, lambda s: write_png(s / "abnormal/normal_00.png",
-                                                             np.zeros((24, 24, 3), np.uint8)),
-                           ["datasets.d", "image id 'normal_00' occurs twice"]),
+    "image_too_small": ("cells", {}, lambda s: write_png(s / "normal/normal_00.png", np.zeros((1, 1, 3), np.uint8)),
+                        [A_PNG, "image is 1 x 1 px, smaller than min_image_px 16"]),
+    "dicom_named_jpg": ("cells", {}, lambda s: write_dicom(s / "normal/normal_00.jpg", np.zeros((24, 24), np.uint16)),
+                        ["src/normal/normal_00.jpg", "a DICOM file with a .jpg suffix", "rename it to .dcm"]),
     "missing_root": ("cells", {"source": {"root": "nowhere"}}, lambda s: None, ["nowhere", "image folder not found"]),
     "unknown_label_folder": ("cells", {"classes": ["normal", "benign"]}, lambda s: None,
                              ["src/abnormal/abnormal_00.png", "unknown label 'abnormal'"]),
@@ -228,6 +250,19 @@ INGEST_CASES: dict[str, tuple] = {
                               [A_DCM, "1.2.3.4.5.6.7.8.9"]),
     "dicom_bit_depth": ("dicom", {}, lambda s: edit_dicom(s / "normal/film_normal_00.dcm", bad_bits),
                         [A_DCM, "pixel data cannot be decoded"]),
+    "dicom_no_transfer_syntax": ("dicom", {}, lambda s: edit_dicom(s / "normal/film_normal_00.dcm",
+                                                                   lambda ds: delattr(ds.file_meta, "TransferSyntaxUID"),
+                                                                   False),
+                                 [A_DCM, "DICOM header lacks (0002,0010) Transfer Syntax UID"]),
+    "dicom_no_bits_allocated": ("dicom", {}, lambda s: edit_dicom(s / "normal/film_normal_00.dcm", drop_bits_and_photometric,
+                                                                  False),
+                                [A_DCM, "lacks (0028,0100) Bits Allocated, (0028,0004) Photometric Interpretation"]),
+    "dicom_jpeg_lossy_damaged": ("dicom", {}, lambda s: copy_pydicom_file("JPEG-lossy.dcm", s / "normal/film_normal_00.dcm"),
+                                 [A_DCM, "compressed pixel data (1.2.840.10008.1.2.4.51) cannot be decoded",
+                                  "re-export the file uncompressed"]),
+    "dicom_j2k_bad_header": ("dicom", {}, lambda s: copy_pydicom_file("JPEG2000-embedded-sequence-delimiter.dcm",
+                                                                      s / "normal/film_normal_00.dcm"),
+                             [A_DCM, "failed to read the header", "re-export the file uncompressed"]),
     "csv_out_of_film": ("cbis", {}, lambda s: replace_line(
         s / "labels.csv", "Pabnormal2,", "Pabnormal2,MALIGNANT,abnormal/film_abnormal_02.dcm,300,20,6"),
                         ["src/labels.csv line 14", "lesion centre x=300, y=20 is outside the 48 x 48 film"]),
@@ -248,6 +283,10 @@ INGEST_CASES: dict[str, tuple] = {
                             ["params.yaml: datasets.d.split.test_fraction", "out of range"]),
     "params_unknown_key": ("cells", {"on_bad_files": "skip"}, lambda s: None,
                            ["params.yaml: datasets.d.on_bad_files", "unknown key"]),
+    "params_duplicate_key": ("cells", {}, lambda s: repeat_key(s.parent / "params.yaml", "resolution_px", "64"),
+                             ["params.yaml line", "datasets.d.resolution_px: key written twice (lines"]),
+    "params_duplicate_seed": ("cells", {}, lambda s: repeat_key(s.parent / "params.yaml", "seed", "7"),
+                              ["params.yaml line", "datasets.d.split.seed: key written twice"]),
     "params_bad_regex": ("cells", {"source": {"patient_pattern": "(slide"}}, lambda s: None,
                          ["params.yaml: datasets.d.source.patient_pattern", "regular expression"]),
 }

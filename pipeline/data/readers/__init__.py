@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,13 @@ from typing import Callable, Optional
 import numpy as np
 
 from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# What desktops leave in folders: ignored and counted, never read as images (hidden files and folders, such as
+# .DS_Store, ._name AppleDouble files and .ipynb_checkpoints, are ignored too).
+LITTER_FILES = {"thumbs.db", "ehthumbs.db", "desktop.ini"}
+LITTER_DIRS = {"__macosx"}
 
 
 @dataclass
@@ -43,6 +51,55 @@ class Item:
     def load(self, channels: int) -> np.ndarray:
         assert self.loader is not None
         return self.loader(channels)
+
+
+@dataclass
+class Listing:
+    """What listing met besides items: litter it ignored, and bad files it skipped under on_bad_file: skip."""
+
+    skip_bad: bool = False  # on_bad_file: skip
+    litter_ignored: int = 0
+    bad_files_skipped: int = 0
+
+    def bad_file(self, error: DataError) -> None:
+        """Stop with ``error``, or (skip_bad) name it in a warning, count it and go on."""
+        if not self.skip_bad:
+            raise error
+        log.warning("skipped: %s", error)
+        self.bad_files_skipped += 1
+
+
+def is_litter(path: Path, folder: Path) -> bool:
+    """Desktop litter or a hidden file or folder, anywhere below ``folder``."""
+    parts = path.relative_to(folder).parts
+    return path.name.lower() in LITTER_FILES or any(p.startswith(".") or p.lower() in LITTER_DIRS for p in parts)
+
+
+def class_folders(root: Path, listing: Listing) -> list[Path]:
+    """The class sub-folders of ``root`` (hidden and litter folders left out, litter counted)."""
+    dirs = []
+    for d in sorted(root.iterdir()):
+        if d.is_dir() and not d.name.startswith("."):
+            if d.name.lower() in LITTER_DIRS:
+                listing.litter_ignored += 1
+            else:
+                dirs.append(d)
+    return dirs
+
+
+def class_files(folder: Path, listing: Listing, what: str) -> list[Path]:
+    """The files below one class folder, litter left out and counted; an empty folder is a bad file."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        if is_litter(path, folder):
+            listing.litter_ignored += 1
+        else:
+            files.append(path)
+    if not files:
+        listing.bad_file(DataError(f"{folder}: empty class folder; add {what} or remove the folder"))
+    return files
 
 
 def patient_key(raw: str, pattern: Optional[str], where: str) -> str:
@@ -90,6 +147,6 @@ def _registry() -> dict[str, Callable]:
     return {"mias": list_mias, "dicom": list_dicom, "folder": list_folder, "manifest": list_manifest}
 
 
-def list_items(source) -> list[Item]:
+def list_items(source, listing: Optional[Listing] = None) -> list[Item]:
     """List the items of a :class:`pipeline.config.SourceConfig` with the reader it names."""
-    return _registry()[source.reader](source)
+    return _registry()[source.reader](source, listing or Listing())

@@ -19,7 +19,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi
 
 from pipeline.data.imageio import read_image, to_channels
-from pipeline.data.readers import Item, ItemLesion, canonical_label, patient_key, read_csv
+from pipeline.data.readers import (Item, ItemLesion, Listing, canonical_label, class_files, class_folders,
+                                   patient_key, read_csv)
 from pipeline.errors import DataError
 
 # CBIS-DDSM's own column names are accepted beside the short ones.
@@ -32,6 +33,11 @@ ALIASES = {
 log = logging.getLogger(__name__)
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line: pydicom joins the errors of its decoding plugins with newlines."""
+    return " / ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+
+
 def dicom_to_unit(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Decode a DICOM to float32 in [0, 1] as a reader would view it (dense tissue bright)."""
     try:
@@ -39,30 +45,65 @@ def dicom_to_unit(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     except DataError:
         raise
     except Exception as exc:  # pydicom parses lazily: a damaged element fails only when it is read
-        raise DataError(f"{path}: DICOM cannot be decoded ({type(exc).__name__}: {exc}); the file is truncated or "
-                        "corrupt: re-export it") from None
+        raise DataError(f"{path}: DICOM cannot be decoded ({type(exc).__name__}: {one_line(exc)}); the file is "
+                        "truncated or corrupt: re-export it") from None
+
+
+# Elements without which pixel data has no defined layout; pydicom's own message for each is misleading.
+PIXEL_MODULE = {"Rows": "(0028,0010) Rows", "Columns": "(0028,0011) Columns",
+                "SamplesPerPixel": "(0028,0002) Samples per Pixel", "BitsAllocated": "(0028,0100) Bits Allocated",
+                "BitsStored": "(0028,0101) Bits Stored", "PixelRepresentation": "(0028,0103) Pixel Representation",
+                "PhotometricInterpretation": "(0028,0004) Photometric Interpretation"}
+GREY_AND_RGB = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422")
+# JPEG 2000's reversible and irreversible colour transforms: the codec undoes them, pydicom hands back RGB.
+J2K_COLOUR = ("YBR_RCT", "YBR_ICT")
+J2K_SYNTAXES = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203")
+
+
+def _check_pixel_module(ds: pydicom.Dataset, path: Path) -> tuple[str, str]:
+    """(photometric interpretation, transfer syntax UID), or a DataError naming every missing element."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = str(meta.get("TransferSyntaxUID", "") or "") if meta is not None else ""
+    missing = ([] if syntax else ["(0002,0010) Transfer Syntax UID"]) + \
+        [name for key, name in PIXEL_MODULE.items() if ds.get(key) in (None, "")]
+    if missing:
+        raise DataError(f"{path}: DICOM header lacks {', '.join(missing)}, needed to lay out the pixel data; "
+                        "re-export the file from its source (or add the elements, e.g. with dcmodify)")
+    return str(ds.PhotometricInterpretation).strip(), syntax
 
 
 def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     if "PixelData" not in ds:
         raise DataError(f"{path}: DICOM has no pixel data (PixelData tag missing); is it a structured report "
                         "or a DICOMDIR? remove it from the image folder")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422"):
+    photometric, syntax = _check_pixel_module(ds, path)
+    if photometric in J2K_COLOUR and syntax not in J2K_SYNTAXES:
+        raise DataError(f"{path}: photometric interpretation {photometric} is only valid in JPEG 2000, but the "
+                        f"transfer syntax is {syntax}; re-export the file as RGB")
+    if photometric not in GREY_AND_RGB + J2K_COLOUR:
         raise DataError(f"{path}: photometric interpretation {photometric!r} is not supported; convert the "
                         "file to MONOCHROME2 or RGB")
     try:
-        arr = ds.pixel_array
+        with _pydicom_warnings() as warned:  # pydicom logs each failing plugin's traceback: keep them quiet
+            arr = ds.pixel_array
     except NotImplementedError as exc:
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown") if hasattr(ds, "file_meta") else "unknown"
-        raise DataError(f"{path}: cannot decode transfer syntax {syntax} ({exc}); install its pydicom "
+        raise DataError(f"{path}: cannot decode transfer syntax {syntax} ({one_line(exc)}); install its pydicom "
                         "plugin (pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls) or decompress the file") from None
+    except RuntimeError as exc:  # every installed plugin refused the compressed data; each one's reason
+        raise DataError(f"{path}: compressed pixel data ({syntax}) cannot be decoded ({one_line(exc)}); the data "
+                        "is damaged or a variant the installed plugins do not read: re-export the file "
+                        "uncompressed (e.g. gdcmconv --raw or dcmdjpeg)") from None
     except (ValueError, AttributeError, KeyError, EOFError, OSError) as exc:
-        raise DataError(f"{path}: pixel data cannot be decoded ({exc}); the file is truncated or corrupt: "
-                        "re-export it") from None
+        raise DataError(f"{path}: pixel data cannot be decoded ({one_line(exc)}); the file is truncated or "
+                        "corrupt: re-export it") from None
+    for message in warned:
+        log.warning("%s: %s", path, message)
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         arr = arr[0]  # multi-frame: the first frame (tomosynthesis users should pick a slice upstream)
     if arr.ndim == 3:  # colour: pydicom returns RGB for YBR by default
+        if photometric in J2K_COLOUR:
+            log.info("%s: %s colour (JPEG 2000) decoded to RGB", path, photometric)
         return arr.astype(np.float32) / float(2 ** int(ds.BitsStored) - 1)
     values = apply_modality_lut(arr, ds)
     if values.dtype.kind == "f" and np.array_equal(values, np.round(values)):
@@ -213,18 +254,19 @@ def _list_from_csv(source, csv_path: Path) -> list[Item]:
     return list(by_image.values())
 
 
-def _list_from_folders(source, root: Path) -> list[Item]:
+def _list_from_folders(source, root: Path, listing: Listing) -> list[Item]:
     items = []
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    class_dirs = class_folders(root, listing)
     if not class_dirs:
         raise DataError(f"{root}: no class folders and no labels_csv; put DICOMs in one folder per class or "
                         "give source.labels_csv")
     for d in class_dirs:
-        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise DataError(f"{d}: empty class folder; add DICOM files or remove the folder")
-        for path in files:
-            ds = _dcmread(path, stop_before_pixels=True)
+        for path in class_files(d, listing, "DICOM files"):
+            try:
+                ds = _dcmread(path, stop_before_pixels=True)
+            except DataError as exc:
+                listing.bad_file(exc)
+                continue
             raw = str(ds.get("PatientID", "") or path.stem)
             items.append(Item(path=path, label=canonical_label(d.name),
                               patient=patient_key(raw, source.patient_pattern, str(path)),
@@ -232,10 +274,11 @@ def _list_from_folders(source, root: Path) -> list[Item]:
     return items
 
 
-def list_dicom(source) -> list[Item]:
+def list_dicom(source, listing: Listing | None = None) -> list[Item]:
+    listing = listing or Listing()
     if source.labels_csv:
         return _list_from_csv(source, Path(source.labels_csv))
     root = Path(source.root)
     if not root.is_dir():
         raise DataError(f"{root}: DICOM folder not found; set datasets.<name>.source.root")
-    return _list_from_folders(source, root)
+    return _list_from_folders(source, root, listing)

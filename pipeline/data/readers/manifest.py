@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.data.readers import Item, canonical_label, patient_key, read_csv
+from pipeline.data.readers import Item, Listing, canonical_label, patient_key, read_csv
 from pipeline.data.readers.folder import loader_for
 from pipeline.errors import DataError
 
 
-def list_manifest(source) -> list[Item]:
+def list_manifest(source, listing: Listing | None = None) -> list[Item]:
+    listing = listing or Listing()
     if not source.labels_csv:
         raise DataError("source.labels_csv: empty; the manifest reader needs the CSV path in labels_csv")
     csv_path = Path(source.labels_csv)
@@ -36,7 +37,8 @@ def list_manifest(source) -> list[Item]:
             raise DataError(f"{where}: {row['path']} already listed on line {seen[str(path)]}; drop the duplicate")
         seen[str(path)] = lineno
         if not path.is_file():
-            raise DataError(f"{where}: {path} does not exist; fix the path or drop the line")
+            listing.bad_file(DataError(f"{where}: {path} does not exist; fix the path or drop the line"))
+            continue
         raw_patient = row.get("patient_id") or path.stem
         items.append(Item(path=path, label=canonical_label(row["label"]),
                           patient=patient_key(raw_patient, source.patient_pattern, where),

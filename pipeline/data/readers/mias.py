@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from pipeline.data.imageio import read_image
-from pipeline.data.readers import Item, ItemLesion
+from pipeline.data.readers import Item, ItemLesion, Listing
 from pipeline.errors import DataError
 
 TISSUES = {"F", "G", "D"}
@@ -91,7 +91,7 @@ def find_films(root: Path) -> dict[str, Path]:
     return found
 
 
-def list_mias(source) -> list[Item]:
+def list_mias(source, listing: Listing | None = None) -> list[Item]:
     root = Path(source.root)
     if not root.is_dir():
         raise DataError(f"{root}: mini-MIAS folder not found; set datasets.<name>.source.root to the folder "

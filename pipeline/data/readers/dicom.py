@@ -93,7 +93,7 @@ def _decode(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     except RuntimeError as exc:  # every installed plugin refused the compressed data; each one's reason
         raise DataError(f"{path}: compressed pixel data ({syntax}) cannot be decoded ({one_line(exc)}); the data "
                         "is damaged or a variant the installed plugins do not read: re-export the file "
-                        "uncompressed (e.g. gdcmconv --raw or dcmdjpeg)") from None
+                        "uncompressed (e.g. gdcmconv --raw)") from None
     except (ValueError, AttributeError, KeyError, EOFError, OSError) as exc:
         raise DataError(f"{path}: pixel data cannot be decoded ({one_line(exc)}); the file is truncated or "
                         "corrupt: re-export it") from None

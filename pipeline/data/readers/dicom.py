@@ -152,7 +152,7 @@ def _dcmread(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
     except InvalidDicomError:
         raise DataError(f"{path}: not a DICOM file (no DICM preamble); remove it or fix its extension") from None
     except Exception as exc:  # pydicom raises many types for a damaged header
-        raise DataError(f"{path}: DICOM header cannot be read ({type(exc).__name__}: {exc}); the file is "
+        raise DataError(f"{path}: DICOM header cannot be read ({type(exc).__name__}: {one_line(exc)}); the file is "
                         "truncated or corrupt: re-export it") from None
     ended_early = [m for m in warned if "end of file" in m.lower()]
     if ended_early:
@@ -184,7 +184,7 @@ def _pydicom_warnings() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-    unique = list(dict.fromkeys(m.split(" in file ")[0] for m in messages))
+    unique = list(dict.fromkeys(" ".join(m.split(" in file ")[0].split()) for m in messages))  # one line each
     messages[:] = unique
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from pipeline.config import DatasetConfig, SourceConfig
 from pipeline.data.cache import load_split
 from pipeline.data.ingest import map_labels
+from pipeline.data.readers.dicom import read_dicom
 from pipeline.data.readers.mias import list_mias
 from tests.conftest import REPO, shared, write_dicom, write_png
 from tests.data.test_mias import make_mias
@@ -102,8 +103,6 @@ def test_ybr_rct_jpeg2000_dicoms_are_read_as_rgb_or_grey(stages, tmp_path: Path,
     assert metrics(tmp_path)["n_images"] == 22
     said = [line for line in result.stderr_lines if "YBR_RCT colour (JPEG 2000) decoded to RGB" in line]
     assert len(said) == 2, result.stderr
-    from pipeline.data.readers.dicom import read_dicom
-
     text = read_dicom(tmp_path / "src/normal/colour_0.dcm", 3)  # 'red', 'green', 'blue' written in their colour
     red = text[60:100, 30:150].reshape(-1, 3)
     red = red[red[:, 0] > 0.9]

@@ -55,15 +55,17 @@ class FilterConfig:
 
 @dataclass
 class MemorisationConfig:
-    """Copy gate (pipeline/quality/memorisation.py): a fake is memorised when, in feature space or in pixel
-    space (RMS on [0, 1]), both its nearest training-image distance d and its relative distance
-    r = d / mean of the ``neighbours_k`` nearest lie below the ``percentile``-th percentile of the same over
-    the real validation images. A fresh real image is flagged with probability <= ~2 x percentile / 100.
+    """Copy gate (pipeline/quality/memorisation.py): a fake is memorised when, in feature space or in copy
+    space (standardised low-pass luminance, best view and shift of each training image), both its nearest
+    training-image distance d and its relative distance r = d / mean of the ``neighbours_k`` nearest lie
+    below the ``percentile``-th percentile of the same over the real validation images. A fresh real image
+    is flagged with probability <= ~2 x percentile / 100.
     """
 
     percentile: float = field(default=1.0, metadata=rng(0.0, 50.0))
     neighbours_k: int = field(default=5, metadata=rng(1, 1000))  # k of the relative nearest distance
-    match_flips: bool = True  # also compare against mirrored training images (a mirrored copy is a copy)
+    match_flips: bool = True  # compare with flipped and rotated training images (such a copy is a copy)
+    max_shift_px: int = field(default=4, metadata=rng(0, 64))  # a copy moved by up to this many px is a copy
 
 
 @dataclass

@@ -205,7 +205,7 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
     train_f, train_p = features_and_probabilities(net, train_x)
     val_f, val_p = features_and_probabilities(net, val_x)
     reference = build_reference(train_x, train_f, list(train.image_ids), lambda x: extract_features(net, x),
-                                cfg.memorisation.match_flips)
+                                cfg.memorisation.match_flips, cfg.memorisation.max_shift_px)
     thresholds = fit_thresholds(reference, val_x, val_f, cfg.memorisation.percentile, cfg.memorisation.neighbours_k)
     fc = cfg.filter
     min_conf = confidence_thresholds(val_p, val_y, fc.min_confidence, fc.confidence_val_pass,

@@ -1,12 +1,15 @@
 """DVC stage ``evaluate@<dataset>``: retrain the classifier per arm and seed, compare the arms on the real test split.
 
 Usage: python -m stages.evaluate --dataset mammography [--params params.yaml]
-       [--data-dir data/<dataset>] [--synthetic-dir data/synthetic/<dataset>] [--arms real_only,oversample]
+       [--data-dir data/<dataset>] [--synthetic-dir data/synthetic/<dataset>] [--models-dir models/<dataset>]
+       [--arms real_only,oversample]
 
-Reads the ``evaluate`` section (pipeline/classify/config.py), ``data/<dataset>/`` and the synthetic manifests
-``data/synthetic/<dataset>/<gan>/manifest.csv`` of the GAN arms. Writes ``results/<dataset>/`` (per-arm
-prediction CSVs, confusion PNGs, summary.json/.md/.csv) and ``metrics/evaluate/<dataset>.json``, and one
-MLflow parent run with a child per arm and seed.
+Reads the ``evaluate`` section (pipeline/classify/config.py), ``data/<dataset>/``, the synthetic manifests
+``data/synthetic/<dataset>/<gan>/manifest.csv`` of the GAN arms and, for the semi-supervised arm
+``acgan_discriminator``, ``models/<dataset>/acgan/best.pt``. Writes ``results/<dataset>/`` (per-arm
+prediction CSVs, learning curves, confusion PNGs, summary.json/.md/.csv) and ``metrics/evaluate/<dataset>.json``
+(which network ran, the selection rule, every arm's scores), and one MLflow parent run with a child per arm
+and seed.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ def main() -> None:
     p.add_argument("--dataset", required=True, help="a key of the datasets section")
     p.add_argument("--data-dir", default=None, help="ingested data set (default data/<dataset>)")
     p.add_argument("--synthetic-dir", default=None, help="synthetic manifests (default data/synthetic/<dataset>)")
+    p.add_argument("--models-dir", default=None, help="trained GANs, <gan>/best.pt (default models/<dataset>)")
     p.add_argument("--arms", default=None, help="comma-separated arms instead of evaluate.arms (quick checks)")
     p.add_argument("--out", default=None, help="output folder (default results/<dataset>)")
     p.add_argument("--metrics", default=None, help="metrics JSON (default metrics/evaluate/<dataset>.json)")
@@ -43,8 +47,9 @@ def main() -> None:
         args.dataset, cfg,
         data_dir=Path(args.data_dir or f"data/{args.dataset}"),
         synthetic_dir=Path(args.synthetic_dir or f"data/synthetic/{args.dataset}"),
-        out_dir=out_dir, metrics_path=metrics_path)
-    print(f"evaluate {args.dataset}: {len(cfg.arms)} arms x {metrics['n_seeds']} seeds in {metrics['time_s']} s "
+        out_dir=out_dir, metrics_path=metrics_path, models_dir=Path(args.models_dir or f"models/{args.dataset}"))
+    print(f"evaluate {args.dataset} ({metrics['classifier_detail']}): {len(cfg.arms)} arms x {metrics['n_seeds']} "
+          f"seeds in {metrics['time_s']} s "
           f"(best non-GAN arm: {metrics['best_non_gan']}); macro-F1 gains vs real_only: "
           + ", ".join(f"{arm} {g['macro_f1']['diff']:+.3f} ({g['macro_f1']['label']})"
                       for arm, g in metrics["gains_vs_real_only"].items()))

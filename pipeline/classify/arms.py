@@ -11,19 +11,25 @@ all of them, with the same budget and seeds, so the arms differ only in what is 
     classical            flips, affine, elastic, brightness/contrast (+ colour jitter for RGB) per image
     cdcgan, acgan        real + the kept synthetic images of that GAN's manifest
     synthetic_classical  real + synthetic (``evaluate.synthetic_classical_gan``) + classical augmentation
+    acgan_discriminator  semi-supervised: the real training split, but the network starts as the trained
+                         ACGAN discriminator's class head (``discriminator.py``) and is fine-tuned on it
 
 params.yaml refers to arms by these names (``evaluate.arms``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from pipeline.data.cache import SplitArrays
+from pipeline.errors import DataError
 
 if TYPE_CHECKING:
+    import torch
+
     from pipeline.classify.config import ClassicalConfig, EvaluateConfig
 
 Transform = Callable[[np.ndarray], np.ndarray]  # uint8 (H, W, C) -> uint8 (H, W, C)
@@ -40,6 +46,7 @@ class TrainSet:
     class_weights: np.ndarray | None = None  # float (K,) cross-entropy weights; None = unweighted
     sample_weights: np.ndarray | None = None  # float (N,) WeightedRandomSampler weights; None = shuffle
     transform: Transform | None = None  # applied to every training image, every epoch
+    init_model: Callable[[], torch.nn.Module] | None = None  # the starting network; None = evaluate.classifier's
 
 
 @dataclass
@@ -52,6 +59,8 @@ class ArmContext:
     classical: ClassicalConfig
     synthetic: dict[str, SplitArrays]  # gan name -> kept synthetic images (only the GANs the arms need)
     synthetic_classical_gan: str = "acgan"
+    classes: list[str] | None = None  # the data set's class names (checked against a GAN checkpoint's)
+    acgan_checkpoint: Path | None = None  # the trained ACGAN (models/<dataset>/acgan/best.pt)
 
 
 def class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -134,6 +143,22 @@ def synthetic_classical(train: SplitArrays, ctx: ArmContext) -> TrainSet:
                    transform=classical_transform(ctx.channels, ctx.classical, ctx.seed))
 
 
+def acgan_discriminator(train: SplitArrays, ctx: ArmContext) -> TrainSet:
+    from pipeline.classify.discriminator import load_discriminator_classifier
+
+    path = ctx.acgan_checkpoint
+    if path is None or not Path(path).is_file():
+        raise DataError(f"{path}: ACGAN checkpoint not found; arm 'acgan_discriminator' fine-tunes its discriminator: "
+                        "run the train_gan stage or remove the arm from evaluate.arms")
+    classes = ctx.classes or [str(k) for k in range(ctx.n_classes)]
+    load_discriminator_classifier(path, classes, ctx.channels, train.images.shape[-1])  # fail here, not in training
+
+    def init_model() -> torch.nn.Module:
+        return load_discriminator_classifier(path, classes, ctx.channels, train.images.shape[-1])
+
+    return replace(real_only(train, ctx), init_model=init_model)
+
+
 ARMS: dict[str, Callable[[SplitArrays, ArmContext], TrainSet]] = {
     "real_only": real_only,
     "class_weighted": class_weighted,
@@ -142,7 +167,9 @@ ARMS: dict[str, Callable[[SplitArrays, ArmContext], TrainSet]] = {
     "cdcgan": cdcgan,
     "acgan": acgan,
     "synthetic_classical": synthetic_classical,
+    "acgan_discriminator": acgan_discriminator,
 }
+DISCRIMINATOR_ARMS = ("acgan_discriminator",)  # arms that start from a GAN's discriminator (need its checkpoint)
 
 
 def arm_gan(arm: str, cfg: EvaluateConfig) -> str | None:

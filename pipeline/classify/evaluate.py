@@ -6,6 +6,8 @@ worker processes, score them on the real test split, compute intervals and gains
 
     <out_dir>/predictions/<arm>.csv   image_id, actual, predicted, arm, seed, p_<class>... (every seed)
     <out_dir>/confusion/<arm>.png     confusion matrix pooled over seeds (counts + normalised)
+    <out_dir>/curves/<arm>-seed<s>.csv  learning curve: per epoch lr, train loss, validation loss and scores
+    <out_dir>/curves/<arm>.png        those curves for every seed, the selected epochs marked
     <out_dir>/summary.json            everything below, per run metrics and timings included
     <out_dir>/summary.md, summary.csv the arms table (means, intervals, gains)
     <metrics_path>                    small JSON for ``dvc metrics show`` (means, intervals, gains, MLflow id)
@@ -32,10 +34,10 @@ from typing import Iterator
 import numpy as np
 
 from pipeline import tracking
-from pipeline.classify.arms import ARMS, ArmContext, TrainSet, arm_gan
+from pipeline.classify.arms import ARMS, DISCRIMINATOR_ARMS, ArmContext, TrainSet, arm_gan
 from pipeline.classify.config import EvaluateConfig
 from pipeline.classify.metrics import HEADLINE, classification_report, normalise_rows
-from pipeline.classify.plots import save_confusion_png
+from pipeline.classify.plots import save_confusion_png, save_learning_curves_png
 from pipeline.classify.stats import compare_arms
 from pipeline.data.cache import SplitArrays, atomic_dir, load_meta, load_split, write_json_atomic
 from pipeline.data.synthetic import assert_real_only, is_synthetic_id, load_synthetic
@@ -166,7 +168,8 @@ def _run_job(arm: str, seed: int) -> RunOutput:
     cfg: EvaluateConfig = s["cfg"]
     ctx = ArmContext(n_classes=s["n_classes"], channels=s["train"].images.shape[1], seed=seed,
                      classical=cfg.classical, synthetic=s["synthetic"],
-                     synthetic_classical_gan=cfg.synthetic_classical_gan)
+                     synthetic_classical_gan=cfg.synthetic_classical_gan, classes=s.get("classes"),
+                     acgan_checkpoint=s.get("acgan_checkpoint"))
     train_set = ARMS[arm](s["train"], ctx)
     check_train_set(train_set, s["eval_ids"], arm)
     cpu_start = time.process_time()
@@ -320,6 +323,11 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
         for arm in cfg.arms:
             write_csv(out / "predictions" / f"{arm}.csv",
                       [r for s in cfg.seeds for r in prediction_rows(runs[(arm, s)], test, classes)])
+            for s in cfg.seeds:
+                write_csv(out / "curves" / f"{arm}-seed{s}.csv", runs[(arm, s)].history)
+            save_learning_curves_png({s: runs[(arm, s)].history for s in cfg.seeds}, cfg.budget.monitor,
+                                     f"{dataset} {arm}: {cfg.classifier.network}, real validation split",
+                                     out / "curves" / f"{arm}.png")
             pooled = sum(confusion_matrix(test.labels, runs[(arm, s)].proba.argmax(axis=1), labels=labels)
                          for s in cfg.seeds)
             save_confusion_png(pooled, classes, f"{dataset} {arm}: real test split, pooled over {len(cfg.seeds)} seeds",
@@ -327,7 +335,8 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
         write_csv(out / "summary.csv", rows)
         (out / "summary.md").write_text(f"# evaluate {dataset}\n\n{table}\nMinority class: {classes[minority]}. "
                                         f"Seeds: {cfg.seeds}. Labels: gain = interval above 0, loss = below 0, "
-                                        "no gain = it contains 0.\n")
+                                        f"no gain = it contains 0.\n\nNetwork: {cfg.classifier.describe()}. "
+                                        f"Checkpoint: {selection_rule(cfg)}. Learning curves: curves/.\n")
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
@@ -349,9 +358,20 @@ def log_parent_summary(parent: tracking.Tracker, comparison: dict, timing: dict,
 
 
 # ------------------------------------------------------------------------------------ the stage
+def selection_rule(cfg: EvaluateConfig) -> str:
+    """The checkpoint-selection rule in words (summary and metrics)."""
+    b = cfg.budget
+    return (f"best {b.monitor} (mean over {b.monitor_window_epochs} epochs) on the real validation split, "
+            f"{b.lr_schedule} lr {b.lr:g}, {b.min_epochs}-{b.max_epochs} epochs, patience {b.patience}"
+            + (", bf16 autocast" if b.bf16 else ""))
+
+
 def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, synthetic_dir: str | Path,
-                     out_dir: str | Path, metrics_path: str | Path) -> dict:
-    """Run every arm x seed of ``cfg`` on one ingested data set; returns the metrics JSON it wrote."""
+                     out_dir: str | Path, metrics_path: str | Path, models_dir: str | Path | None = None) -> dict:
+    """Run every arm x seed of ``cfg`` on one ingested data set; returns the metrics JSON it wrote.
+
+    ``models_dir`` holds the trained GANs (``<gan>/best.pt``); only the discriminator arms read it.
+    """
     from sklearn.metrics import confusion_matrix
     from tqdm import tqdm
 
@@ -365,19 +385,26 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
         raise DataError(f"{data_dir}/cache/test.npz: no test image of class {missing[0]!r}; its sensitivity is "
                         "undefined: re-split with a larger test_fraction or merge the class")
     synthetic = load_synthetic_sets(cfg, synthetic_dir, meta)
+    acgan_checkpoint = Path(models_dir) / "acgan" / "best.pt" if models_dir is not None else None
+    if any(a in DISCRIMINATOR_ARMS for a in cfg.arms) and (acgan_checkpoint is None or not acgan_checkpoint.is_file()):
+        raise DataError(f"{acgan_checkpoint}: not found, arm 'acgan_discriminator' fine-tunes that ACGAN's "
+                        "discriminator; run the train_gan stage (dvc repro train_gan) or remove the arm from "
+                        "evaluate.arms in params.yaml")
     check_real_only(data_dir, splits, synthetic, synthetic_dir)
     minority = resolve_minority(cfg, dataset, classes, splits["train"].labels)
     split_hash = ids_hash(*(splits[s].image_ids for s in ("train", "val", "test")))
     jobs = [(arm, seed) for arm in cfg.arms for seed in cfg.seeds]
     workers, threads = worker_plan(cfg, len(jobs))
     state = {"cfg": cfg, "n_classes": len(classes), "train": splits["train"], "val": splits["val"],
-             "test": splits["test"], "synthetic": synthetic,
+             "test": splits["test"], "synthetic": synthetic, "classes": classes, "acgan_checkpoint": acgan_checkpoint,
              "eval_ids": set(splits["val"].image_ids.astype(str)) | set(splits["test"].image_ids.astype(str))}
     p_hash = params_hash(cfg)
     common_tags = {"dataset": dataset, "git_commit": tracking.git_commit(), "params_hash": p_hash, "split_hash": split_hash,
-                   "seeds": ",".join(map(str, cfg.seeds)), "minority_class": classes[minority]}
-    log.info("evaluate %s: %d arms x %d seeds on %d train / %d val / %d test images, %d process(es) x %d thread(s)",
-             dataset, len(cfg.arms), len(cfg.seeds), *(len(splits[s]) for s in ("train", "val", "test")), workers, threads)
+                   "seeds": ",".join(map(str, cfg.seeds)), "minority_class": classes[minority],
+                   "classifier": cfg.classifier.network}
+    log.info("evaluate %s: %d arms x %d seeds on %d train / %d val / %d test images, %d process(es) x %d thread(s); "
+             "%s; %s", dataset, len(cfg.arms), len(cfg.seeds), *(len(splits[s]) for s in ("train", "val", "test")),
+             workers, threads, cfg.classifier.describe(), selection_rule(cfg))
     if cfg.tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ["MLFLOW_TRACKING_URI"] = cfg.tracking_uri
     flat_params = {**tracking.flatten(cfg, "evaluate"), "dataset": dataset, "minority_class": classes[minority],
@@ -397,11 +424,12 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
                      cfg.budget.max_epochs, run.best_epoch, run.train_time_s, run.train_cpu_s)
             child_params = {**tracking.flatten(cfg.budget, "budget"), **tracking.flatten(cfg.classifier, "classifier"),
                             "arm": run.arm, "seed": run.seed, "num_threads": run.num_threads}
-            _log_child(parent, run, report, counts, classes, {**common_tags, "gan": arm_gan(run.arm, cfg) or "none"},
+            gan = arm_gan(run.arm, cfg) or ("acgan" if run.arm in DISCRIMINATOR_ARMS else "none")
+            _log_child(parent, run, report, counts, classes, {**common_tags, "gan": gan},
                        child_params, dataset)
 
         proba = {arm: np.stack([runs[(arm, s)].proba for s in cfg.seeds]) for arm in cfg.arms}
-        non_gan = [a for a in cfg.arms if arm_gan(a, cfg) is None]
+        non_gan = [a for a in cfg.arms if arm_gan(a, cfg) is None and a not in DISCRIMINATOR_ARMS]
         mean_f1 = {a: np.mean([reports[(a, s)]["macro_f1"] for s in cfg.seeds]) for a in non_gan}
         best_non_gan = max(non_gan, key=lambda a: (mean_f1[a], -non_gan.index(a)))
         comparison = compare_arms(y_test, proba, minority, {"real_only": "real_only", "best_non_gan": best_non_gan},
@@ -412,6 +440,7 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
                   **{f"{k}_{stat}": round(float(fn([getattr(r, k) for r in runs.values()])), 2)
                      for k in ("train_time_s", "train_cpu_s") for stat, fn in (("mean", np.mean), ("max", np.max))}}
         info = {"dataset": dataset, "classes": classes, "minority_class": classes[minority], "seeds": cfg.seeds,
+                "classifier": cfg.classifier.describe(), "selection": selection_rule(cfg),
                 "arms": cfg.arms, "best_non_gan": best_non_gan, "n_seeds": len(cfg.seeds), "split_hash": split_hash,
                 "params_hash": p_hash, "n_test": len(y_test),
                 "n_synthetic": {gan: len(s) for gan, s in synthetic.items()}}
@@ -426,6 +455,10 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
         write_results(out_dir, runs, splits["test"], classes, cfg, dataset, table, rows, summary, minority)
         metrics = _json_safe(metrics_json(comparison, parent.run_id, {
             "n_seeds": len(cfg.seeds), "minority_class": classes[minority], "best_non_gan": best_non_gan,
+            "classifier": cfg.classifier.network, "classifier_detail": cfg.classifier.describe(),
+            "selection": selection_rule(cfg),
+            "best_epoch_mean": {a: float(np.mean([runs[(a, s)].best_epoch for s in cfg.seeds])) for a in cfg.arms},
+            "epochs_run_mean": {a: float(np.mean([runs[(a, s)].epochs_run for s in cfg.seeds])) for a in cfg.arms},
             "time_s": elapsed, "train_time_s_mean": timing["train_time_s_mean"],
             "train_cpu_s_mean": timing["train_cpu_s_mean"]}))
         write_json_atomic(metrics_path, metrics)

@@ -1,4 +1,4 @@
-"""Confusion-matrix figure: counts and row-normalised fractions side by side (matplotlib, PNG)."""
+"""Figures: confusion matrix (counts and row-normalised fractions) and learning curves (matplotlib, PNG)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,5 +35,39 @@ def save_confusion_png(counts: np.ndarray, classes: list[str], title: str, path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_learning_curves_png(histories: dict[int, list[dict]], monitor: str, title: str, path: str | Path) -> Path:
+    """Write ``path``: left train and validation loss per epoch, right the validation scores; one line per seed,
+    a dot on each seed's selected epoch (the one whose weights were kept)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.84, wspace=0.25)
+    for i, (seed, history) in enumerate(sorted(histories.items())):
+        colour = f"C{i % 10}"
+        epochs = [h["epoch"] for h in history]
+        selected = next((h for h in history if h.get("selected")), None)
+        axes[0].plot(epochs, [h["train_loss"] for h in history], color=colour, ls=":", lw=1)
+        axes[0].plot(epochs, [h["val_loss"] for h in history], color=colour, lw=1, label=f"seed {seed}")
+        axes[1].plot(epochs, [h["val_macro_f1"] for h in history], color=colour, lw=1)
+        axes[1].plot(epochs, [h["val_balanced_accuracy"] for h in history], color=colour, ls="--", lw=1)
+        if selected:
+            axes[0].plot(selected["epoch"], selected["val_loss"], "o", color=colour)
+            axes[1].plot(selected["epoch"], selected["val_macro_f1"], "o", color=colour)
+    axes[0].set_title("loss (solid: validation, dotted: train)", fontsize=9)
+    axes[1].set_title(f"validation macro-F1 (solid), balanced accuracy (dashed); selected on {monitor}", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
     return path

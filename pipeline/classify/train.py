@@ -1,7 +1,8 @@
-"""One classifier training: a compact CNN from scratch, early stopping on the real validation split.
+"""One classifier training: a network from scratch, checkpoint selection on the real validation split.
 
 Read top to bottom: :func:`build_classifier`, :class:`TrainImages` (the arm's training set as a Dataset),
-:func:`train_classifier` (one flat loop) and :func:`predict_proba`. Every arm calls this with the same
+:func:`train_classifier` (one flat loop: cosine learning rate, smoothed validation score, best window's
+weights restored) and :func:`predict_proba`. Every arm calls this with the same
 :class:`~pipeline.classify.config.BudgetConfig`; only the :class:`~pipeline.classify.arms.TrainSet` differs.
 
 Deterministic on CPU for a seed and a thread count: ``torch.manual_seed(seed)`` fixes the initial weights
@@ -11,6 +12,7 @@ algorithms are switched on.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -26,6 +28,24 @@ from pipeline.data.cache import SplitArrays
 
 
 def build_classifier(channels: int, n_classes: int, resolution_px: int, cfg: ClassifierConfig) -> torch.nn.Module:
+    """The network ``cfg.network`` names, with fresh weights (torch's global seed decides them)."""
+    if cfg.network == "monai_resnet":
+        from monai.networks.nets import ResNet
+
+        # 3x3 stride-2 stem, no max pool: 64 px -> 32 px into the first stage (the 7x7 stem of ImageNet
+        # ResNets with its max pool would leave 2 px for the last stage).
+        return ResNet("basic", list(cfg.blocks), list(cfg.channels), spatial_dims=2, n_input_channels=channels,
+                      conv1_t_size=3, conv1_t_stride=2, no_max_pool=True, num_classes=n_classes)
+    if cfg.network == "monai_densenet":
+        from monai.networks.nets import DenseNet
+
+        return DenseNet(spatial_dims=2, in_channels=channels, out_channels=n_classes, init_features=cfg.channels[0],
+                        growth_rate=cfg.growth_rate, block_config=tuple(cfg.blocks), bn_size=4,
+                        dropout_prob=cfg.dropout)
+    return compact_cnn(channels, n_classes, resolution_px, cfg)
+
+
+def compact_cnn(channels: int, n_classes: int, resolution_px: int, cfg: ClassifierConfig) -> torch.nn.Module:
     """A compact CNN: per width one stride-2 block (3x3 conv, batch norm, ReLU), then the head and a linear layer.
 
     The design of MONAI's ``Classifier`` (stride-2 conv blocks, then a linear layer) in plain torch: importing
@@ -37,8 +57,12 @@ def build_classifier(channels: int, n_classes: int, resolution_px: int, cfg: Cla
     layers: list[torch.nn.Module] = []
     c_in, side = channels, resolution_px
     for width in cfg.channels:
-        layers += [torch.nn.Conv2d(c_in, width, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(width),
-                   torch.nn.ReLU(inplace=True)]
+        if cfg.block == "conv_pool":  # VGG-like: the 3x3 conv sees every pixel, max pooling halves the map
+            layers += [torch.nn.Conv2d(c_in, width, 3, padding=1, bias=False), torch.nn.BatchNorm2d(width),
+                       torch.nn.ReLU(inplace=True), torch.nn.MaxPool2d(2, ceil_mode=True)]
+        else:
+            layers += [torch.nn.Conv2d(c_in, width, 3, stride=2, padding=1, bias=False), torch.nn.BatchNorm2d(width),
+                       torch.nn.ReLU(inplace=True)]
         c_in, side = width, (side + 1) // 2
     if cfg.head == "avgpool":
         layers.append(torch.nn.AdaptiveAvgPool2d(1))
@@ -79,11 +103,11 @@ class TrainImages(Dataset):
 
 @dataclass
 class TrainResult:
-    model: torch.nn.Module  # with the best epoch's weights restored
-    best_epoch: int  # 1-based
+    model: torch.nn.Module  # with the selected epoch's weights restored
+    best_epoch: int  # 1-based: the last epoch of the best monitor window
     epochs_run: int
     train_time_s: float
-    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_balanced_loss, ...
+    history: list[dict] = field(default_factory=list)  # per epoch: lr, train_loss, val_* and the smoothed monitor
 
 
 def _optimizer(model: torch.nn.Module, budget: BudgetConfig) -> torch.optim.Optimizer:
@@ -94,38 +118,56 @@ def _optimizer(model: torch.nn.Module, budget: BudgetConfig) -> torch.optim.Opti
     return cls(model.parameters(), lr=budget.lr, weight_decay=budget.weight_decay)
 
 
+def lr_factor(epoch: int, budget: BudgetConfig) -> float:
+    """Multiplier of ``budget.lr`` during 1-based ``epoch``: linear warm-up from 0.1, then half a cosine to 0
+    at ``max_epochs`` (a run stopped early ends with some learning rate left); 1.0 for ``constant``."""
+    if budget.lr_schedule == "constant":
+        return 1.0
+    if epoch <= budget.warmup_epochs:
+        return 0.1 + 0.9 * (epoch - 1) / budget.warmup_epochs
+    span = max(budget.max_epochs - budget.warmup_epochs, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * (epoch - 1 - budget.warmup_epochs) / span))
+
+
 @torch.no_grad()
 def _logits(model: torch.nn.Module, inputs: torch.Tensor, chunk: int = 512) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(inputs[i:i + chunk]) for i in range(0, len(inputs), chunk)])
+    return torch.cat([model(inputs[i:i + chunk]).float() for i in range(0, len(inputs), chunk)])
 
 
 def validation_scores(logits: torch.Tensor, labels: torch.Tensor, n_classes: int) -> dict[str, float]:
-    """Unweighted loss, class-balanced loss (mean of the per-class mean losses) and macro-F1."""
+    """Unweighted loss, class-balanced loss (mean of the per-class mean losses), macro-F1 and balanced accuracy
+    (mean recall over the classes present)."""
     ce = F.cross_entropy(logits, labels, reduction="none")
-    per_class = [ce[labels == k].mean() for k in range(n_classes) if (labels == k).any()]
-    pred = logits.argmax(dim=1).numpy()
-    return {"val_loss": float(ce.mean()), "val_balanced_loss": float(torch.stack(per_class).mean()),
-            "val_macro_f1": float(f1_score(labels.numpy(), pred, labels=list(range(n_classes)), average="macro",
-                                           zero_division=0))}
+    present = [k for k in range(n_classes) if (labels == k).any()]
+    pred = logits.argmax(dim=1)
+    f1 = f1_score(labels.numpy(), pred.numpy(), labels=list(range(n_classes)), average="macro", zero_division=0)
+    return {"val_loss": float(ce.mean()),
+            "val_balanced_loss": float(torch.stack([ce[labels == k].mean() for k in present]).mean()),
+            "val_macro_f1": float(f1),
+            "val_balanced_accuracy": float(np.mean([(pred[labels == k] == k).float().mean().item() for k in present]))}
 
 
-def _rank(scores: dict[str, float], monitor: str) -> tuple[float, ...]:
-    """Larger is better; macro-F1 ties (frequent on a small split) go to the lower loss."""
-    if monitor == "val_macro_f1":
-        return (scores["val_macro_f1"], -scores["val_loss"])
-    return (-scores[monitor],)
+def monitor_value(history: list[dict], monitor: str, window: int) -> float:
+    """The selection score after the last epoch of ``history``: the mean of ``monitor`` over the last ``window``
+    epochs (fewer at the start), sign-flipped for a loss so that larger is always better."""
+    recent = [h[monitor] for h in history[-window:]]
+    value = float(np.mean(recent))
+    return -value if monitor.endswith("loss") else value
 
 
 def train_classifier(train: TrainSet, val: SplitArrays, n_classes: int, model_cfg: ClassifierConfig,
                      budget: BudgetConfig, seed: int) -> TrainResult:
-    """Train from scratch; stop after ``patience`` epochs without a better ``monitor`` value on the real
-    validation split (not before ``min_epochs``) and restore the best epoch's weights."""
+    """Train from scratch (or from the arm's ``train.init_model``) and keep the epoch that ends the best window
+    of the smoothed validation ``monitor``; stop at ``max_epochs``, or after ``min_epochs`` once ``patience``
+    epochs brought no better window. Ties go to the earlier epoch (the first to reach the score)."""
     torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
     channels, resolution = train.images.shape[1], train.images.shape[-1]
-    model = build_classifier(channels, n_classes, resolution, model_cfg)
+    model = train.init_model() if train.init_model is not None else \
+        build_classifier(channels, n_classes, resolution, model_cfg)
     optimizer = _optimizer(model, budget)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: lr_factor(done + 1, budget))
     data = TrainImages(train)
     generator = torch.Generator().manual_seed(seed)
     if train.sample_weights is not None:
@@ -136,9 +178,10 @@ def train_classifier(train: TrainSet, val: SplitArrays, n_classes: int, model_cf
     batches = BatchSampler(sampler, budget.batch_size, drop_last=False)
     weight = None if train.class_weights is None else torch.as_tensor(train.class_weights, dtype=torch.float32)
     val_inputs, val_labels = to_input(val.images), torch.from_numpy(val.labels.astype(np.int64))
+    device_type = "cuda" if next(model.parameters()).is_cuda else "cpu"
 
     start = time.perf_counter()
-    best_rank, best_state, best_epoch, history = None, None, 0, []
+    best_value, best_state, best_epoch, history = None, None, 0, []
     for epoch in range(1, budget.max_epochs + 1):
         model.train()
         total, seen = 0.0, 0
@@ -146,21 +189,29 @@ def train_classifier(train: TrainSet, val: SplitArrays, n_classes: int, model_cf
             if len(indices) < 2:  # batch norm cannot train on one image
                 continue
             inputs, labels = data.batch(indices)
-            loss = F.cross_entropy(model(inputs), labels, weight=weight)
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=budget.bf16):
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), labels, weight=weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(indices)
             seen += len(indices)
-        scores = validation_scores(_logits(model, val_inputs), val_labels, n_classes)
-        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), **scores})
-        rank = _rank(scores, budget.monitor)
-        if best_rank is None or rank > best_rank:
-            best_rank, best_epoch = rank, epoch
+        lr = optimizer.param_groups[0]["lr"]
+        schedule.step()
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=budget.bf16):
+            scores = validation_scores(_logits(model, val_inputs), val_labels, n_classes)
+        history.append({"epoch": epoch, "lr": lr, "train_loss": total / max(seen, 1), **scores})
+        value = monitor_value(history, budget.monitor, budget.monitor_window_epochs)
+        history[-1]["monitor_smoothed"] = abs(value)
+        if best_value is None or value > best_value:
+            best_value, best_epoch = value, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif epoch - best_epoch >= budget.patience and epoch >= budget.min_epochs:
             break
     model.load_state_dict(best_state)
+    for row in history:
+        row["selected"] = int(row["epoch"] == best_epoch)
     return TrainResult(model, best_epoch, epoch, time.perf_counter() - start, history)
 
 

@@ -88,3 +88,19 @@ def tiny_config(**overrides) -> EvaluateConfig:
         setattr(cfg, key, value)
     cfg.validate("evaluate", "test")
     return cfg
+
+
+def train_tiny_acgan(root: Path, data_dir: Path, epochs: int = 2) -> Path:
+    """A trained ACGAN checkpoint on ``data_dir`` (16 px toy cache) in a few seconds: ``<root>/models/acgan/best.pt``.
+
+    Uses the train_gan stage as DVC would, with the GAN tests' tiny settings (tests/gan/gan_toy.py)."""
+    from stages.train_gan import main as train_gan_main
+    from tests.gan.gan_toy import tiny_gan_section, write_params
+
+    params = write_params(root / "gan_params.yaml", tiny_gan_section(epochs=epochs))
+    out = root / "models" / "acgan"
+    code = train_gan_main(["--params", str(params), "--dataset", "toy", "--model", "acgan", "--data-dir", str(data_dir),
+                           "--run-dir", str(root / "runs" / "acgan"), "--out-dir", str(out),
+                           "--metrics", str(root / "metrics_acgan.json"), "--plots", str(root / "plot_acgan.csv")])
+    assert code == 0, f"tiny ACGAN training failed with exit code {code}"
+    return out / "best.pt"

@@ -6,12 +6,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.classify.arms import ARMS, ArmContext, arm_gan, classical_transform, inverse_frequency
+from pipeline.classify.arms import ARMS, DISCRIMINATOR_ARMS, ArmContext, arm_gan, classical_transform, inverse_frequency
 from pipeline.classify.config import ClassicalConfig, EvaluateConfig
 from pipeline.config import build
 from pipeline.data.cache import SplitArrays
 from pipeline.errors import ConfigError
-from tests.classify.fakes import make_split, shape_images
+from tests.classify.fakes import CLASSES, make_split, shape_images
 
 
 def synthetic_set(gan: str, n: int = 4, channels: int = 1) -> SplitArrays:
@@ -20,16 +20,17 @@ def synthetic_set(gan: str, n: int = 4, channels: int = 1) -> SplitArrays:
     return SplitArrays(shape_images(labels, channels, seed=9), labels, ids)
 
 
-def context(channels: int = 1, seed: int = 0) -> ArmContext:
+def context(channels: int = 1, seed: int = 0, acgan_checkpoint=None) -> ArmContext:
     return ArmContext(n_classes=3, channels=channels, seed=seed, classical=ClassicalConfig(),
-                      synthetic={"cdcgan": synthetic_set("cdcgan", 3, channels), "acgan": synthetic_set("acgan", 5, channels)})
+                      synthetic={"cdcgan": synthetic_set("cdcgan", 3, channels), "acgan": synthetic_set("acgan", 5, channels)},
+                      classes=list(CLASSES), acgan_checkpoint=acgan_checkpoint)
 
 
 @pytest.mark.parametrize("arm", list(ARMS))
-def test_arms_only_add_synthetic_images_to_the_training_split(arm: str) -> None:
+def test_arms_only_add_synthetic_images_to_the_training_split(arm: str, request: pytest.FixtureRequest) -> None:
     train = make_split("train")
     before = train.images.copy()
-    ctx = context()
+    ctx = context(acgan_checkpoint=request.getfixturevalue("acgan_checkpoint") if arm in DISCRIMINATOR_ARMS else None)
     out = ARMS[arm](train, ctx)
     n_real = len(train)
     assert np.array_equal(out.images[:n_real], train.images) and np.array_equal(out.labels[:n_real], train.labels)

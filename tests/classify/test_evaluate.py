@@ -168,3 +168,50 @@ def test_stage_cli_one_line_error(tmp_path: Path, toy_cache: Path) -> None:
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "manifest.csv: not found" in lines[0]
+
+
+# ------------------------------------------------------------------------- semi-supervised arm
+def test_acgan_discriminator_arm_end_to_end(tmp_path: Path, toy_cache: Path, acgan_checkpoint: Path) -> None:
+    """The trained ACGAN's discriminator, fine-tuned on the real training split, is reported like every arm;
+    it is not a candidate for the best non-GAN arm, and the learning curves and the network are written."""
+    cfg = tiny_config(arms=["real_only", "oversample", "acgan_discriminator"])
+    metrics = evaluate_dataset("toy", cfg, toy_cache, tmp_path / "no_synthetic", tmp_path / "results" / "toy",
+                               tmp_path / "metrics" / "toy.json", models_dir=acgan_checkpoint.parent.parent)
+    assert set(metrics["arms"]) == {"real_only", "oversample", "acgan_discriminator"}
+    assert "acgan_discriminator" in metrics["gains_vs_real_only"]
+    assert metrics["best_non_gan"] in ("real_only", "oversample")
+    assert metrics["classifier"] == "cnn" and metrics["classifier_detail"].startswith("cnn channels=[8, 16]")
+    assert metrics["selection"].startswith("best val_macro_f1 (mean over 3 epochs)")
+    out = tmp_path / "results" / "toy"
+    with open(out / "predictions" / "acgan_discriminator.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 18 * len(cfg.seeds)
+    for arm in cfg.arms:
+        assert (out / "curves" / f"{arm}.png").stat().st_size > 1000
+        for seed in cfg.seeds:
+            with open(out / "curves" / f"{arm}-seed{seed}.csv") as fh:
+                rows = list(csv.DictReader(fh))
+            assert {"epoch", "lr", "train_loss", "val_loss", "val_macro_f1", "val_balanced_accuracy",
+                    "monitor_smoothed", "selected"} <= set(rows[0])
+            assert sum(int(r["selected"]) for r in rows) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["classifier"] == metrics["classifier_detail"] and "Network: cnn" in (out / "summary.md").read_text()
+    # fine-tuning starts from D's weights: its first-epoch validation loss differs from a fresh network's
+    with open(out / "curves" / "real_only-seed0.csv") as a, open(out / "curves" / "acgan_discriminator-seed0.csv") as b:
+        assert next(csv.DictReader(a))["val_loss"] != next(csv.DictReader(b))["val_loss"]
+
+
+def test_acgan_discriminator_arm_without_checkpoint_names_the_fix(tmp_path: Path, toy_cache: Path) -> None:
+    cfg = tiny_config(arms=["real_only", "acgan_discriminator"])
+    with pytest.raises(DataError, match=r"acgan/best\.pt: not found, arm 'acgan_discriminator'.*run the train_gan"):
+        evaluate_dataset("toy", cfg, toy_cache, tmp_path / "none", tmp_path / "out", tmp_path / "m.json",
+                         models_dir=tmp_path / "models")
+    assert not (tmp_path / "out").exists()
+
+
+def test_discriminator_checkpoint_of_other_classes_is_refused(acgan_checkpoint: Path) -> None:
+    from pipeline.classify.discriminator import load_discriminator_classifier
+
+    with pytest.raises(DataError, match="classes .* differ from the data set's"):
+        load_discriminator_classifier(acgan_checkpoint, ["a", "b", "c"], 1, 16)
+    with pytest.raises(DataError, match="trained on 1 x 16 px images, the data set has 3 x 16 px"):
+        load_discriminator_classifier(acgan_checkpoint, CLASSES, 3, 16)

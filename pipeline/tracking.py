@@ -27,6 +27,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT_PREFIX = "medsynth"
+# MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model training runs.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _READY_STORES: set[str] = set()
@@ -143,6 +145,7 @@ class Tracker:
 
     def __init__(self, run_id: str | None = None):
         self.run_id = run_id
+        self.model_uris: dict[str, str] = {}  # name -> models:/<model id> of each MLflow model logged here
 
     @property
     def enabled(self) -> bool:
@@ -182,16 +185,23 @@ class Tracker:
 
             with_retry(mlflow.set_tags, {k: str(v) for k, v in tags.items()})
 
-    def log_torch_model(self, model: Any, name: str, input_example: dict[str, Any], fallback_file: str | Path) -> str:
+    def log_torch_model(self, model: Any, name: str, input_example: dict[str, Any], fallback_file: str | Path,
+                        metadata: dict[str, Any] | None = None) -> str:
         """Log ``model`` as an MLflow model in the safe 'pt2' format (torch.export, no pickled code).
 
         ``input_example`` maps input names to numpy arrays (batch first, batch > 1: the batch dimension
-        is exported as dynamic). When export fails, ``fallback_file`` (a checkpoint) is logged as an
-        artifact instead and the reason goes in a warning. The tag ``<name>_logged_as`` says which
-        happened: ``mlflow_model`` or ``state_dict``; returns it (``off`` without tracking).
+        is exported as dynamic). MLflow traces the graph with it but cannot keep a tuple of inputs as the
+        model's input example, so it also goes into the model as ``extra_files/input_example.json``
+        (name -> nested lists). ``metadata`` goes into the model's MLmodel file (it travels with the model).
+        When export fails, ``fallback_file`` (a checkpoint) is logged as an artifact instead and the reason
+        goes in a warning. The tag ``<name>_logged_as`` says which happened: ``mlflow_model`` or
+        ``state_dict``; returns it (``off`` without tracking).
         """
         if not self.enabled:
             return "off"
+        import json
+        import tempfile
+
         import mlflow.pytorch
         import numpy as np
         import torch
@@ -206,9 +216,14 @@ class Tracker:
                 out = model(*(torch.from_numpy(v) for v in input_example.values())).numpy()
             signature = ModelSignature(inputs=Schema([spec(v, k) for k, v in input_example.items()]),
                                        outputs=Schema([spec(out, "output")]))
-            with_retry(mlflow.pytorch.log_model, model, name=name, input_example=tuple(input_example.values()),
-                       signature=signature, serialization_format="pt2",
-                       pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            with tempfile.TemporaryDirectory() as tmp:
+                example_file = Path(tmp) / "input_example.json"
+                example_file.write_text(json.dumps({k: v.tolist() for k, v in input_example.items()}))
+                info = with_retry(mlflow.pytorch.log_model, model, name=name,
+                                  input_example=tuple(input_example.values()), signature=signature,
+                                  serialization_format="pt2", metadata=metadata, extra_files=[str(example_file)],
+                                  pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            self.model_uris[name] = info.model_uri
             how = "mlflow_model"
         except Exception as exc:  # export is best effort; the checkpoint file is always there
             warnings.warn(f"mlflow.pytorch.log_model failed ({type(exc).__name__}: {exc}); "
@@ -217,6 +232,26 @@ class Tracker:
             how = "state_dict"
         self.set_tags({f"{name}_logged_as": how})
         return how
+
+    def register_model(self, name: str, registered_name: str, tags: dict[str, Any] | None = None,
+                       description: str | None = None) -> str | None:
+        """Register the MLflow model this run logged as ``name`` under ``registered_name`` (created when new).
+
+        Each call adds a version; ``tags`` go on the version (the registry shows them beside it), ``description``
+        on the registered model. Returns the version, or None without tracking or when ``name`` was not logged
+        as an MLflow model (export failed: the tag ``<name>_logged_as`` says so).
+        """
+        if not self.enabled or name not in self.model_uris:
+            return None
+        import mlflow
+
+        client = mlflow.MlflowClient()
+        version = with_retry(mlflow.register_model, self.model_uris[name], registered_name,
+                             tags={k: str(v) for k, v in (tags or {}).items()}).version
+        if description:
+            with_retry(client.update_registered_model, registered_name, description=description)
+        self.set_tags({f"{name}_registered_as": f"models:/{registered_name}/{version}"})
+        return str(version)
 
 
 @contextmanager
@@ -241,6 +276,8 @@ def start_run(stage: str, dataset: str, model: str | None = None, *, enabled: bo
         if "already exists" not in str(exc):
             raise
         experiment = with_retry(mlflow.set_experiment, experiment_name(dataset))
+    if EXPERIMENT_KIND[0] not in experiment.tags:  # a kind set by hand in the UI is kept
+        with_retry(mlflow.MlflowClient().set_experiment_tag, experiment.experiment_id, *EXPERIMENT_KIND)
     end_runs_of_dead_processes(mlflow.MlflowClient(), experiment.experiment_id, keep=run_id)
     all_tags = {"dataset": dataset, "stage": stage, "git_commit": git_commit(), **({"model": model} if model else {}),
                 **process_tags(), **(tags or {})}

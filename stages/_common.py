@@ -13,7 +13,8 @@ from pipeline.errors import PipelineError
 
 
 def parser(description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description)
+    # the stage's docstring as written: its usage lines stay lines in --help
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return p
 

@@ -2,12 +2,14 @@
 
     python -m stages.generate --dataset mammography --gan acgan [--params params.yaml]
     python -m stages.generate --checkpoint models/mammography/acgan/best.pt --label malignant -n 100 --out DIR
+    python -m stages.generate --checkpoint models:/mammography-acgan/3 --label malignant -n 100 --out DIR
 
 The first form (DVC) reads ``models/<dataset>/<gan>/best.pt`` and ``data/<dataset>``, tops up the
 classes ``generate.target`` asks for and writes ``data/synthetic/<dataset>/<gan>/`` and
 ``metrics/generate/<dataset>_<gan>.json``. The second makes ``-n`` kept images of each ``--label``
-class with any checkpoint (data set and GAN read from it) and writes DIR, with DIR/metrics.json.
-The rest of the settings come from the ``generate`` section of --params.
+class with any checkpoint, or any generator the train_gan stage registered in MLflow
+(``models:/<dataset>-<gan>/<version>``, ``@<alias>`` or ``/latest``; data set and GAN are read from it),
+and writes DIR, with DIR/metrics.json. The rest of the settings come from the ``generate`` section of --params.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pipeline.data.cache import write_json_atomic
 from pipeline.errors import ConfigError
 from pipeline.generate.config import GenerateConfig  # registers the generate section
 from pipeline.generate.run import generate_synthetic, log_to_mlflow, write_outputs
-from pipeline.generate.sampling import load_checked_generator
+from pipeline.generate.registry import load_generator_source
 from pipeline.tracking import find_run, flatten, start_run, tracking_enabled
 from stages._common import check_writable, parser, run
 
@@ -27,7 +29,9 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__)
     p.add_argument("--dataset", help="data set name (default: the one the checkpoint was trained on)")
     p.add_argument("--gan", choices=("cdcgan", "acgan"), help="GAN (default: the checkpoint's)")
-    p.add_argument("--checkpoint", help="generator checkpoint (default: models/<dataset>/<gan>/best.pt)")
+    p.add_argument("--checkpoint", help="generator checkpoint file, or a registered generator: "
+                                        "models:/<dataset>-<gan>/<version>, models:/<name>@<alias>, "
+                                        "models:/<name>/latest (default: models/<dataset>/<gan>/best.pt)")
     p.add_argument("--label", action="append", help="class to generate (repeat for several); needs -n")
     p.add_argument("-n", "--count", type=int, help="kept images per --label class")
     p.add_argument("--out", help="output folder (default: data/synthetic/<dataset>/<gan>)")
@@ -42,14 +46,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.count is not None and args.count < 1:
         raise ConfigError(f"-n {args.count}: give a positive number of images")
     if not args.checkpoint and not (args.dataset and args.gan):
-        raise ConfigError("give --dataset and --gan (DVC stage) or --checkpoint FILE")
+        raise ConfigError("give --dataset and --gan (DVC stage) or --checkpoint FILE|models:/<name>/<version>")
     params = load_params(args.params)
     cfg: GenerateConfig = params.extra["generate"]
     if args.seed is not None:
         cfg.seed = args.seed
     dataset, gan = args.dataset, args.gan
-    checkpoint = Path(args.checkpoint or Path("models") / dataset / gan / "best.pt")
-    generator = load_checked_generator(checkpoint, cfg.prefer_ema, gan, dataset)  # missing or foreign: one line
+    source = args.checkpoint or Path("models") / dataset / gan / "best.pt"
+    generator = load_generator_source(source, cfg.prefer_ema, gan, dataset)  # missing or foreign: one line
     dataset, gan = dataset or generator.dataset, gan or generator.model
     data_dir = Path(args.data_dir or Path("data") / dataset)
     out = Path(args.out or Path("data/synthetic") / dataset / gan)

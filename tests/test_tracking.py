@@ -107,3 +107,21 @@ def test_runs_end_finished_or_failed_and_link(tmp_path, monkeypatch):
     run = client.get_run(arm.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.parentRunId"] == evaluate.run_id
     assert run.data.tags["arm"] == "real_only" and run.data.metrics == {"macro_f1": 0.5}
+
+
+def test_experiments_open_on_the_training_runs_view(tmp_path, monkeypatch):
+    """MLflow 3's UI shows the model-training view for experiments tagged custom_model_development; a kind set by
+    hand is kept."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
+    client = mlflow.MlflowClient(uri)
+    with start_run("ingest", "toy"):
+        pass
+    assert client.get_experiment_by_name("medsynth-toy").tags["mlflow.experimentKind"] == "custom_model_development"
+    other = client.create_experiment("medsynth-other", tags={"mlflow.experimentKind": "genai_development"})
+    with start_run("ingest", "other"):
+        pass
+    assert client.get_experiment(other).tags["mlflow.experimentKind"] == "genai_development"

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from tqdm import tqdm
 
 from pipeline.config import DatasetConfig, SourceConfig
 from pipeline.data import preprocess
@@ -28,6 +27,7 @@ from pipeline.data.readers import Item, Listing, list_items
 from pipeline.data.records import hash_patient
 from pipeline.data.splits import assign_splits, check_splits
 from pipeline.errors import DataError
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def decode_items(items: list[Item], cfg: DatasetConfig, report: IngestReport, se
     base = Path(source.root) if source.root else Path(source.labels_csv or ".").parent
     composite_alpha(items, report, seed)
     samples: list[Sample] = []
-    for item in tqdm(items, desc="decode", unit="img", mininterval=5, disable=None):
+    for item in progress(items, desc="decode", unit="img", mininterval=1):
         if patches and item.label != "normal" and not item.lesions:
             report.abnormal_without_location += 1  # e.g. mini-MIAS '*NOTE 3*': no centre to crop around
             continue

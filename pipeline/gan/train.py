@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from pipeline.data.cache import load_meta, load_split
 from pipeline.errors import ConfigError, DataError
-from pipeline.gan.checkpoint import (FORMAT, build_generator, load_checkpoint, rng_state, save_checkpoint,
+from pipeline.gan.checkpoint import (FORMAT, load_checkpoint, load_generator, rng_state, save_checkpoint,
                                      set_rng_state)
 from pipeline.gan.config import GanConfig
 from pipeline.gan.models import build_models
@@ -42,7 +42,8 @@ from pipeline.gan.stabilise import instance_noise_std
 from pipeline.gan.step import STATS, GanStep, memory_format
 from pipeline.gan.watch import CollapseWatch
 from pipeline.quality.features import data_fingerprint, load_or_train_feature_net, to_signed_unit
-from pipeline.tracking import flatten, start_run
+from pipeline.progress import progress, show_progress
+from pipeline.tracking import Tracker, flatten, start_run
 
 GRID_COLUMNS = 8
 # Params that change neither the weights nor the RNG stream: a checkpoint made under other values resumes.
@@ -58,6 +59,39 @@ class TrainResult:
     samples: list[Path]
     history: list[dict]  # one row per epoch (the loss-curve CSV)
     summary: dict  # the metrics JSON
+
+
+def registered_name(dataset: str, model: str) -> str:
+    """The registry name of a data set's generator: ``<dataset>-<gan>``, e.g. ``mammography-acgan``."""
+    return f"{dataset}-{model}"
+
+
+def register_best_generator(tracker: Tracker, best_path: Path, dataset: str, model: str, best: dict) -> str | None:
+    """Log the generator of ``best_path`` (its EMA weights when it has them, as generate uses it) as the MLflow
+    model ``generator`` of this run and register it as a new version of :func:`registered_name`, with the data
+    set, classes, resolution and quality figures as version tags. Returns the version (None: not registered)."""
+    G, state = load_generator(best_path, "cpu", prefer_ema=True)
+    arch, classes = state["arch"], [str(c) for c in state["classes"]]
+    weights = "ema" if state.get("G_ema") is not None else "G"
+    example = {"z": np.random.RandomState(0).randn(2, arch["z_dim"]).astype(np.float32),
+               "y": np.arange(2, dtype=np.int64) % len(classes)}
+    about = {"dataset": dataset, "gan": model, "classes": classes, "channels": int(arch["channels"]),
+             "resolution_px": int(arch["resolution_px"]), "z_dim": int(arch["z_dim"]), "weights": weights}
+    if tracker.log_torch_model(G, "generator", example, best_path, metadata={"medsynth": about}) != "mlflow_model":
+        return None
+    quality = {"best_quality_fd": best.get("score"), **{f"fd.{c}": v for c, v in best.get("fd", {}).items()},
+               **{f"diversity_ratio.{c}": v for c, v in best.get("diversity", {}).items()}}
+    tags = {**about, "classes": ",".join(classes), "best_epoch": best.get("epoch", 0), "epoch": state.get("epoch", 0),
+            **{k: f"{v:.4g}" for k, v in quality.items() if isinstance(v, (int, float)) and math.isfinite(v)}}
+    name = registered_name(dataset, model)
+    description = (f"{model.upper()} generator of data set {dataset!r}: {tags['resolution_px']} px, "
+                   f"{tags['channels']} channel(s), classes {', '.join(classes)}. Draw images with "
+                   f"`medsynth generate --checkpoint models:/{name}/<version> --label <class> -n 100 --out DIR`.")
+    version = tracker.register_model("generator", name, tags, description)
+    if version:
+        tqdm.write(f"{dataset}/{model}: registered the best generator (epoch {tags['best_epoch']}) as "
+                   f"models:/{name}/{version}", file=sys.stderr)
+    return version
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:
@@ -245,9 +279,13 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                            f"{'channels_last' if fmt == torch.channels_last else 'contiguous'} on {device}",
                            file=sys.stderr)
                 tracker.set_tags({"precision": step_fn.precision, "num_threads": torch.get_num_threads()})
-            epochs = tqdm(range(start_epoch, tcfg.epochs), desc=f"{dataset}/{model}", unit="epoch",
-                          initial=start_epoch, total=tcfg.epochs, disable=None if master else True)
-            for epoch in epochs:
+            # A timed run counts training minutes (it stops at max_minutes, long before its epochs), else epochs.
+            timed = tcfg.max_minutes > 0
+            bar = progress(desc=f"{dataset}/{model}", unit="min" if timed else "epoch",
+                           total=tcfg.max_minutes if timed else tcfg.epochs, initial=0 if timed else start_epoch,
+                           bar_format="{l_bar}{bar}| {n:.1f}/{total:g} min [{elapsed}<{remaining}{postfix}]"
+                           if timed else None, disable=not (master and show_progress()))
+            for epoch in range(start_epoch, tcfg.epochs):
                 # ---------------------------------------------------- one epoch
                 t_epoch = time.perf_counter()
                 sampler.set_epoch(epoch)  # the permutation of this epoch depends on (seed, epoch) only
@@ -265,7 +303,7 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                     if step % tcfg.log_every_steps == 0 and master:  # the only host sync inside an epoch
                         vals = (window / tcfg.log_every_steps).tolist()
                         tracker.log_metrics({f"step_{k}": v for k, v in zip(STATS, vals)}, step=step)
-                        epochs.set_postfix(loss_D=f"{vals[0]:.3f}", loss_G=f"{vals[1]:.3f}")
+                        bar.set_postfix(loss_D=f"{vals[0]:.3f}", loss_G=f"{vals[1]:.3f}", refresh=False)
                         window.zero_()
                     elif step % tcfg.log_every_steps == 0:
                         window.zero_()
@@ -341,8 +379,10 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                             run_dir / "snapshots" / f"minute_{minutes:06.1f}.pt")
                         if do_ckpt:
                             save_checkpoint(state, last_path)
-                    epochs.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}",
-                                       fd=f"{row.get('quality_fd', float('nan')):.2f}")
+                    postfix = {"epoch": f"{done}/{tcfg.epochs}"} if timed else {}
+                    bar.set_postfix(postfix, loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}",
+                                    fd=f"{last_quality.get('quality_fd', float('nan')):.2f}", refresh=False)
+                    bar.update(min(seconds / 60.0, tcfg.max_minutes - bar.n) if timed else 1)
                     if do_eval:  # one line per check, also in logs where the progress bar is off
                         tqdm.write(f"{dataset}/{model} epoch {done}/{tcfg.epochs}: loss_D {means[0]:.3f} "
                                    f"loss_G {means[1]:.3f} D(x) {means[2]:.2f} D(G(z)) {means[3]:.2f} "
@@ -356,18 +396,15 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                                    f"(gan.train.max_minutes {tcfg.max_minutes})", file=sys.stderr)
                     break
 
+            bar.close()
             if not master:
                 return None
-            # ---------------------------------------------------------- the final generator in MLflow
-            if tracker.enabled:
-                G_cpu = build_generator({"arch": arch})
-                G_cpu.load_state_dict({k: v.cpu() for k, v in step_fn.generator.state_dict().items()})
-                example = {"z": np.random.RandomState(0).randn(2, mcfg.z_dim).astype(np.float32),
-                           "y": np.arange(2, dtype=np.int64) % len(classes)}
-                tracker.log_torch_model(G_cpu.eval(), "generator", example, last_path)
-                tracker.log_metrics({"best_quality_fd": best["score"], "best_epoch": best["epoch"]})
             if not best_path.is_file():  # no score could be computed (no class with 2 real images): use the last
                 shutil.copy2(last_path, best_path)
+            # ---------------------------------------------------------- the best generator in MLflow's registry
+            if tracker.enabled:
+                register_best_generator(tracker, best_path, dataset, model, best)
+                tracker.log_metrics({"best_quality_fd": best["score"], "best_epoch": best["epoch"]})
             samples = sorted((run_dir / "samples").glob("*.png"))
             final = history[-1] if history else {}
             summary = {

@@ -41,7 +41,6 @@ import numpy as np
 import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from tqdm import tqdm
 
 from pipeline.data.cache import atomic_dir, load_meta, load_split, write_json_atomic
 from pipeline.data.synthetic import MANIFEST_COLUMNS, SYNTHETIC_PREFIX
@@ -53,6 +52,7 @@ from pipeline.generate.dicom import check_synthetic_dicom, series_uids, write_sy
 from pipeline.generate.quality import class_quality, overall, real_reference
 from pipeline.generate.sampling import LoadedGenerator, check_fits_data, image_seed, load_checked_generator, sample
 from pipeline.generate.targets import class_targets
+from pipeline.progress import progress
 from pipeline.quality.features import extract_features, to_signed_unit
 from pipeline.quality.memorisation import build_reference, fit_thresholds, gate
 from pipeline.quality.metrics import finite, ms_ssim_setup
@@ -221,7 +221,7 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
         c = classes.index(c_name)
         cap = math.ceil(target * cfg.target.max_attempts_factor)
         n_kept = index = 0
-        bar = tqdm(total=target, desc=f"{dataset}/{gan}/{c_name}", unit="kept", disable=None)
+        bar = progress(total=target, desc=f"{dataset}/{gan}/{c_name}", unit="kept")
         while n_kept < target and index < cap:
             n = min(cfg.batch_size, target - n_kept, cap - index)
             seeds = [image_seed(cfg.seed, c, index + k) for k in range(n)]
@@ -343,7 +343,7 @@ def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | N
             (tmp / "dicom").mkdir()
             study_uid, series_uid = series_uids(run.generator.label, run.dataset, run.gan)
         rows, memorised_rows = [], []
-        for n, r in enumerate(tqdm(run.records, desc="write", unit="img", disable=None)):
+        for n, r in enumerate(progress(run.records, desc="write", unit="img")):
             stem = file_stem(run.gan, r.class_name, r.index)
             rel = f"{FOLDER_OF[r.reason]}/{stem}.png"
             write_png(tmp / rel, r.image, {"Generator": f"{run.gan} ({run.dataset})", "Class": r.class_name})

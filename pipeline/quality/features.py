@@ -15,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from pipeline.data.cache import torch_save_atomic
+from pipeline.progress import progress
 
 
 def to_signed_unit(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,7 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, n_classes: int
         net = FeatureNet(images.shape[1], n_classes, feature_dim).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         n = len(labels)
-        for _ in range(epochs):
+        for _ in progress(range(epochs), desc="feature net", unit="epoch", leave=False):
             order = torch.randperm(n, device=device)
             for start in range(0, n - 1, batch_size):  # skip a last batch of one (BatchNorm)
                 idx = order[start:start + batch_size]

@@ -137,6 +137,15 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, toy_data, monkeyp
     G = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/generator")
     z, y = torch.zeros(2, 16), torch.tensor([0, 1])
     assert G(z, y).shape == (2, 1, 16, 16)
+    # the best checkpoint's generator is registered as <dataset>-<gan>, with its figures as version tags
+    assert run.data.tags["generator_registered_as"] == "models:/toy-cdcgan/1"
+    version = client.get_model_version("toy-cdcgan", "1")
+    assert version.run_id == run.info.run_id and version.tags["best_epoch"] == str(result.summary["best_epoch"])
+    assert version.tags["classes"] == "square,cross" and version.tags["resolution_px"] == "16"
+    assert float(version.tags["best_quality_fd"]) == pytest.approx(result.summary["best_quality_fd"], rel=1e-3)
+    best, _ = load_generator(result.best)
+    with torch.no_grad():
+        assert torch.equal(mlflow.pytorch.load_model("models:/toy-cdcgan/1")(z, y), best(z, y))
 
 
 def test_time_limit_stops_early_and_timed_checks_keep_snapshots(tmp_path, toy_data):

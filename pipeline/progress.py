@@ -34,6 +34,12 @@ def show_progress(stream: Any = None) -> bool:
         return False
 
 
+def quiet_mlflow_transfers() -> None:
+    """MLflow draws its own bars when it downloads artifacts (registering or loading a model): the same rule."""
+    if not show_progress():
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def progress(iterable: Iterable | None = None, **kwargs: Any) -> tqdm:
     """``tqdm(iterable, **kwargs)``, disabled unless :func:`show_progress` (an explicit ``disable`` wins)."""
     kwargs.setdefault("disable", not show_progress(kwargs.get("file")))

@@ -42,7 +42,7 @@ from pipeline.gan.stabilise import instance_noise_std
 from pipeline.gan.step import STATS, GanStep, memory_format
 from pipeline.gan.watch import CollapseWatch
 from pipeline.quality.features import data_fingerprint, load_or_train_feature_net, to_signed_unit
-from pipeline.progress import progress, show_progress
+from pipeline.progress import progress, quiet_mlflow_transfers, show_progress
 from pipeline.tracking import Tracker, flatten, start_run
 
 GRID_COLUMNS = 8
@@ -70,6 +70,7 @@ def register_best_generator(tracker: Tracker, best_path: Path, dataset: str, mod
     """Log the generator of ``best_path`` (its EMA weights when it has them, as generate uses it) as the MLflow
     model ``generator`` of this run and register it as a new version of :func:`registered_name`, with the data
     set, classes, resolution and quality figures as version tags. Returns the version (None: not registered)."""
+    quiet_mlflow_transfers()
     G, state = load_generator(best_path, "cpu", prefer_ema=True)
     arch, classes = state["arch"], [str(c) for c in state["classes"]]
     weights = "ema" if state.get("G_ema") is not None else "G"

@@ -9,7 +9,6 @@ like generating from its checkpoint (the registered graph is the checkpoint's ge
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 
 from pipeline.errors import DataError
 from pipeline.generate.sampling import LoadedGenerator, load_checked_generator
-from pipeline.progress import show_progress
+from pipeline.progress import quiet_mlflow_transfers
 from pipeline.tracking import tracking_uri, with_retry
 
 URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+|latest)|@(?P<alias>[\w-]+))$", re.IGNORECASE)
@@ -102,8 +101,7 @@ def load_registered_generator(uri: str, model: str | None = None, dataset: str |
     import mlflow.pytorch
     from mlflow.models import get_model_info
 
-    if not show_progress():  # MLflow's download bars follow the pipeline's rule (pipeline/progress.py)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    quiet_mlflow_transfers()
     mv = resolve(uri)
     pinned = f"models:/{mv.name}/{mv.version}"  # an alias or 'latest' may move later: record the version
     try:

@@ -66,15 +66,21 @@ def main() -> None:
              f"to the real-vs-real reference. Bar: FD <= {BAR['fd_ratio_max']}x, precision >= "
              f"{BAR['precision_ratio_min']}x, coverage >= {BAR['coverage_ratio_min']}x, lowest diversity >= "
              f"{BAR['diversity_min']}, keep >= {BAR['keep_rate_min']}.", "",
-             "| minutes | G steps | FD ratio (mean / worst) | precision ratio | recall ratio | coverage ratio | "
-             "lowest diversity | keep rate |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        o = r["score"]["overall"]
-        lines.append(f"| {_f(r['minutes'], '.1f')} | {r['steps']} | {_f(o['fd_ratio'])} / {_f(o['fd_ratio_worst'])} | "
-                     f"{_f(o['precision_ratio'])} | {_f(o['recall_ratio'])} | {_f(o['coverage_ratio'])} | "
-                     f"{_f(o['diversity_ratio_lowest'])} | {_f(o['keep_rate_total'])} |")
+             *curve_table(rows)]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     write_strip(Path(args.run) / "samples", rows, out.with_suffix(".png"))
+
+
+def curve_table(rows: list[dict]) -> list[str]:
+    """Markdown rows: one per scored snapshot (minutes, steps, ratios, diversity, keep rate)."""
+    out = ["| minutes | G steps | FD ratio (mean / worst) | precision ratio | recall ratio | coverage ratio | "
+           "lowest diversity | keep rate |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        o = r["score"]["overall"]
+        out.append(f"| {_f(r['minutes'], '.1f')} | {r['steps']} | {_f(o['fd_ratio'])} / {_f(o['fd_ratio_worst'])} | "
+                   f"{_f(o['precision_ratio'])} | {_f(o['recall_ratio'])} | {_f(o['coverage_ratio'])} | "
+                   f"{_f(o['diversity_ratio_lowest'])} | {_f(o['keep_rate_total'])} |")
+    return out
 
 
 def write_strip(samples: Path, rows: list[dict], path: Path) -> None:

@@ -28,6 +28,7 @@ from pipeline.data.cache import SplitArrays, load_meta, load_split
 from pipeline.errors import DataError, PipelineError
 
 KNOWN_GANS = ("cdcgan", "acgan")  # looked for even before their folders exist
+DISCRIMINATOR_SUFFIX = "_discriminator"  # pipeline/classify/arms.py: <gan>_discriminator starts from that GAN's D
 MIRROR_SUFFIX = "#mirror"  # pipeline.quality.memorisation: the nearest training image matched mirrored
 BASELINE_NAMES = ("real_only", "real", "baseline", "none", "no_augmentation", "real-only")
 PRIMARY_METRICS = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro", "f1_macro", "accuracy", "auc",
@@ -159,10 +160,16 @@ class Arm:
     gain_vs_non_gan: float | None = None  # against the best arm without synthetic images
     gain_vs_non_gan_ci: tuple[float, float] | None = None
     gains: dict[str, tuple[float, tuple[float, float] | None, str | None]] = field(default_factory=dict)  # all measures
+    discriminator: str | None = None  # semi-supervised arm: the GAN whose trained discriminator it fine-tunes
 
     @property
     def uses_synthetic(self) -> bool:
         return self.gan is not None
+
+    @property
+    def uses_gan(self) -> bool:
+        """Built from a GAN (its images or its discriminator): compared with the best non-GAN arm."""
+        return self.gan is not None or self.discriminator is not None
 
 
 @dataclass
@@ -170,7 +177,7 @@ class Evaluation:
     metric: str
     arms: list[Arm]
     baseline: str | None
-    best: str | None  # best augmented arm
+    best: str | None  # best arm that adds synthetic images (else the best other arm)
     parent_run_id: str | None
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # arm -> counts (actual x predicted)
     confusion_note: str = ""
@@ -179,6 +186,10 @@ class Evaluation:
 
     def arm(self, name: str | None) -> Arm | None:
         return next((a for a in self.arms if a.name == name), None)
+
+    @property
+    def discriminator_arms(self) -> list[Arm]:
+        return [a for a in self.arms if a.discriminator is not None]
 
 
 @dataclass
@@ -509,8 +520,11 @@ def _parse_evaluation(data: dict, synthetic_classical_gan: str | None = None, me
         raw = raw if isinstance(raw, dict) else {"mean": raw}
         mean, ci = _metric_of(raw, metric)
         gain, gain_ci, label, p = _gain_of(raw, vs_real.get(name), metric)
-        gan = raw.get("gan") or raw.get("generator") or _arm_gan(str(name), synthetic_classical_gan)
-        arm = Arm(str(name), mean, ci, gain, gain_ci, str(gan) if gan else None, label, p)
+        discriminator = raw.get("discriminator") or _arm_discriminator(str(name))
+        gan = None if discriminator else (raw.get("gan") or raw.get("generator")
+                                          or _arm_gan(str(name), synthetic_classical_gan))
+        arm = Arm(str(name), mean, ci, gain, gain_ci, str(gan) if gan else None, label, p,
+                  discriminator=str(discriminator) if discriminator else None)
         if name in vs_non_gan:
             arm.gain_vs_non_gan, arm.gain_vs_non_gan_ci, _, _ = _gain_of({}, vs_non_gan[name], metric)
         for m in (m for m in PRIMARY_METRICS if m in available):  # every measure's gain, for the overview table
@@ -526,7 +540,8 @@ def _parse_evaluation(data: dict, synthetic_classical_gan: str | None = None, me
     if isinstance(best, dict):
         best = best.get("name") or best.get("arm")
     if best not in arms_raw:  # the best arm that adds synthetic images, else the best of the others
-        others = [a for a in arms if a.name != baseline and (a.gain is not None or a.mean is not None)]
+        others = [a for a in arms if a.name != baseline and a.discriminator is None
+                  and (a.gain is not None or a.mean is not None)]
         synthetic = [a for a in others if a.uses_synthetic]
         pick = max(synthetic or others, key=lambda a: (a.gain if a.gain is not None else a.mean), default=None)
         best = pick.name if pick else None
@@ -534,6 +549,18 @@ def _parse_evaluation(data: dict, synthetic_classical_gan: str | None = None, me
     best_non_gan = data.get("best_non_gan")
     return Evaluation(str(metric), arms, baseline, best, str(parent) if parent else None, raw=data,
                       best_non_gan=str(best_non_gan) if best_non_gan in arms_raw else None)
+
+
+def _arm_discriminator(name: str) -> str | None:
+    """The GAN whose discriminator a semi-supervised arm fine-tunes, from its name: acgan_discriminator -> acgan.
+
+    Such an arm adds no synthetic image (it trains on the real split only), so it is neither a GAN-image arm
+    nor a candidate for the best non-GAN arm (pipeline/classify/evaluate.py leaves it out of both too).
+    """
+    low = name.lower()
+    if low.endswith(DISCRIMINATOR_SUFFIX):
+        return low[: -len(DISCRIMINATOR_SUFFIX)] or None
+    return None
 
 
 def _arm_gan(name: str, synthetic_classical_gan: str | None) -> str | None:

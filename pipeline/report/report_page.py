@@ -19,7 +19,7 @@ from pipeline.data.cache import SplitArrays
 from pipeline.report.config import ReportConfig
 from pipeline.report.html import esc, fmt, fmt_ci, page, table, unavailable
 from pipeline.report.images import data_uri, labelled, png_bytes, read_uint8, window
-from pipeline.report.inputs import (Evaluation, QualityRow, ReportInputs, SyntheticImage, Unavailable,
+from pipeline.report.inputs import (Arm, Evaluation, QualityRow, ReportInputs, SyntheticImage, Unavailable,
                                     find_key)
 from pipeline.report.plots import confusion_pair, training_curves
 
@@ -171,6 +171,29 @@ def _verdict(gain: float | None, ci: tuple[float, float] | None) -> str:
     return "the interval includes zero: <b>no clear gain</b>"
 
 
+_DISCRIMINATOR_TEXT = ("the trained {} discriminator's class head, fine-tuned on the real training images; "
+                       "it adds no synthetic images")
+
+
+def _against_references(arm: Arm, ev: Evaluation) -> str:
+    """'scored X against Y with real images only: change ...; verdict. Against the best arm without ...'."""
+    base = ev.arm(ev.baseline)
+    against = f" against {fmt(base.mean)} with real images only" if base and base.mean is not None else ""
+    text = (f"scored {fmt(arm.mean)}{against}: change <b>{fmt(arm.gain, signed=True)}</b> (95% CI "
+            f"{fmt_ci(arm.gain_ci, signed=True)}); {_verdict(arm.gain, arm.gain_ci)}.")
+    if arm.gain_vs_non_gan is not None:
+        ref = f" ({esc(ev.best_non_gan)})" if ev.best_non_gan else ""
+        text += (f" Against the best arm without synthetic images{ref}: "
+                 f"{fmt(arm.gain_vs_non_gan, signed=True)} (95% CI {fmt_ci(arm.gain_vs_non_gan_ci, signed=True)}); "
+                 f"{_verdict(arm.gain_vs_non_gan, arm.gain_vs_non_gan_ci)}.")
+    return text
+
+
+def _arm_mark(arm: Arm) -> str:
+    """&#9679; adds synthetic images, &#9675; starts from a GAN's discriminator (semi-supervised)."""
+    return " &#9679;" if arm.uses_synthetic else " &#9675;" if arm.discriminator else ""
+
+
 def _verdict_word(gain: float | None, ci: tuple[float, float] | None) -> str:
     if gain is None or ci is None:
         return ""
@@ -211,23 +234,16 @@ def summary(inputs: ReportInputs, dataset: str) -> str:
         items.append("No GAN outputs yet: not available: run stages train_gan and generate.")
     ev = inputs.evaluation
     if isinstance(ev, Evaluation):
-        base, best = ev.arm(ev.baseline), ev.arm(ev.best)
+        best = ev.arm(ev.best)
         if best is not None:
-            against = f" against {fmt(base.mean)} with real images only" if base and base.mean is not None else ""
             kind = "with synthetic images" if best.uses_synthetic else "(no arm added synthetic images)"
-            text = (f"Classifier ({esc(measure_name(ev.metric))}): the best arm {kind}, <b>{esc(best.name)}</b>, "
-                    "scored "
-                    f"{fmt(best.mean)}{against}: change <b>{fmt(best.gain, signed=True)}</b> (95% CI "
-                    f"{fmt_ci(best.gain_ci, signed=True)}); {_verdict(best.gain, best.gain_ci)}.")
-            if best.gain_vs_non_gan is not None:
-                ref = f" ({esc(ev.best_non_gan)})" if ev.best_non_gan else ""
-                text += (f" Against the best arm without synthetic images{ref}: "
-                         f"{fmt(best.gain_vs_non_gan, signed=True)} (95% CI "
-                         f"{fmt_ci(best.gain_vs_non_gan_ci, signed=True)}); "
-                         f"{_verdict(best.gain_vs_non_gan, best.gain_vs_non_gan_ci)}.")
-            items.append(text)
+            items.append(f"Classifier ({esc(measure_name(ev.metric))}): the best arm {kind}, "
+                         f"<b>{esc(best.name)}</b>, " + _against_references(best, ev))
         else:
             items.append("Classifier: no augmented arm was evaluated.")
+        for arm in ev.discriminator_arms:
+            source = _DISCRIMINATOR_TEXT.format(esc(arm.discriminator.upper()))
+            items.append(f"Semi-supervised arm <b>{esc(arm.name)}</b> ({source}), " + _against_references(arm, ev))
     else:
         items.append("Classifier gain: " + esc(ev.message()))
     scores = inputs.review_scores
@@ -445,7 +461,7 @@ def all_gains_table(ev: Evaluation) -> str:
             word = label or _verdict_word(gain, ci)
             cells.append(f"{fmt(gain, signed=True)}<br><span class=\"ref\">{fmt_ci(ci, signed=True)}"
                          f"{' &middot; ' + esc(word) if word else ''}</span>")
-        rows.append([esc(a.name) + (" &#9679;" if a.uses_synthetic else "")] + cells)
+        rows.append([esc(a.name) + _arm_mark(a)] + cells)
     return ('<p class="caption">Gain against real-only on every measure (95% interval and verdict below each). '
             "Minority-class sensitivity: the share of the rarest class found.</p>"
             + table(["arm"] + [esc(measure_name(m)) for m in measures], rows,
@@ -479,20 +495,30 @@ def classifier_section(inputs: ReportInputs) -> str:
     name = measure_name(ev.metric)
     out.append(f'<p class="caption">{esc(name[:1].upper() + name[1:])} on the real test split (mean over seeds, '
                "95% confidence interval). Gain = arm minus real-only; a gain whose interval includes zero may be "
-               "chance. Arms marked &#9679; add synthetic images; the others are the usual alternatives "
-               "(class weights, oversampling, classical augmentation).</p>")
+               "chance. Arms marked &#9679; add synthetic images; arms marked &#9675; add none but start from a "
+               "trained GAN's discriminator (semi-supervised: its class head fine-tuned on the real training "
+               "images); the others are the usual alternatives (class weights, oversampling, classical "
+               "augmentation). Both kinds of GAN arm are also compared with the best arm without them.</p>")
     rows = []
     with_p = any(a.p_value is not None for a in ev.arms)
+    with_non_gan = any(a.gain_vs_non_gan is not None for a in ev.arms)
     for a in ev.arms:
         is_base = a.name == ev.baseline
-        name = (esc(a.name) + (" &#9679;" if a.uses_synthetic else "") + (" (baseline)" if is_base else "")
+        name = (esc(a.name) + _arm_mark(a) + (" (baseline)" if is_base else "")
                 + (" <b>(best)</b>" if a.name == ev.best else ""))
         verdict = "" if is_base else a.label or _verdict_word(a.gain, a.gain_ci)
         row = [name, fmt(a.mean), fmt_ci(a.ci), "–" if is_base else fmt(a.gain, signed=True),
                "–" if is_base else fmt_ci(a.gain_ci, signed=True), esc(verdict)]
-        rows.append(row + (["–" if is_base else p_value(a.p_value)] if with_p else []))
+        row += ["–" if is_base else p_value(a.p_value)] if with_p else []
+        if with_non_gan:
+            gain, ci = (a.gain_vs_non_gan, a.gain_vs_non_gan_ci) if a.uses_gan else (None, None)
+            row += [f"{fmt(gain, signed=True)} {fmt_ci(ci, signed=True)}" if gain is not None else "–"]
+        rows.append(row)
     head = ["arm", esc(measure_name(ev.metric)), "95% CI", "gain", "gain 95% CI", "verdict"]
-    out.append(table(head + (["p (paired, over seeds)"] if with_p else []), rows, (1, 2, 3, 4, 6)))
+    head += ["p (paired, over seeds)"] if with_p else []
+    if with_non_gan:
+        head += [f"gain vs best non-GAN arm{' (' + esc(ev.best_non_gan) + ')' if ev.best_non_gan else ''}, 95% CI"]
+    out.append(table(head, rows, (1, 2, 3, 4, 6, 7)))
     out.append(all_gains_table(ev))
     classes = inputs.classes
     base, best = ev.baseline, ev.best

@@ -55,8 +55,12 @@ def write_params(root: Path, dataset: str, modality: str, channels: int, review_
 
 def make_project(root: Path, dataset: str = "mammo", modality: str = "mammography", channels: int = 1,
                  px: int = 32, gans: tuple[str, ...] = ("acgan", "cdcgan"), patient_level_split: bool = True,
-                 parent_run_id: str | None = None, with_evaluation: bool = True) -> Path:
-    """Write every input of the report stage for ``dataset`` under ``root``; returns ``root``."""
+                 parent_run_id: str | None = None, with_evaluation: bool = True,
+                 discriminator_arm: bool = False) -> Path:
+    """Write every input of the report stage for ``dataset`` under ``root``; returns ``root``.
+
+    ``discriminator_arm``: the evaluation also has the semi-supervised arm ``acgan_discriminator`` (it scores
+    above every other arm, so a reader that took it for a GAN-image or a non-GAN arm would pick it as best)."""
     rng = np.random.default_rng(0)
     data = root / "data" / dataset
     (data / "cache").mkdir(parents=True, exist_ok=True)
@@ -80,7 +84,7 @@ def make_project(root: Path, dataset: str = "mammo", modality: str = "mammograph
     for g, gan in enumerate(gans):
         _gan_outputs(root, dataset, gan, channels, px, rng, train_ids, seed=g)
     if with_evaluation:
-        _evaluation(root, dataset, gans, parent_run_id, rng)
+        _evaluation(root, dataset, gans, parent_run_id, rng, discriminator_arm)
     return root
 
 
@@ -179,10 +183,11 @@ def _interval(estimate: float, half: float) -> dict:
     return {"estimate": estimate, "low": round(estimate - half, 4), "high": round(estimate + half, 4), "level": 0.95}
 
 
-def comparison(gans: tuple[str, ...]) -> dict:
+def comparison(gans: tuple[str, ...], discriminator_arm: bool = False) -> dict:
     """pipeline.classify.stats.compare_arms output plus level and best_non_gan (numbers made up)."""
     means = {"real_only": 0.62, "class_weighted": 0.63, "classical": 0.64,
-             **{gan: 0.70 - 0.03 * i for i, gan in enumerate(gans)}}
+             **{gan: 0.70 - 0.03 * i for i, gan in enumerate(gans)},
+             **({"acgan_discriminator": 0.75} if discriminator_arm else {})}
     arms = {arm: {**{m: _interval(mean - 0.01 * k, 0.07) for k, m in enumerate(HEADLINE)},
                   "per_seed": {m: [mean, mean] for m in HEADLINE}} for arm, mean in means.items()}
 
@@ -198,9 +203,10 @@ def comparison(gans: tuple[str, ...]) -> dict:
             "level": 0.95, "best_non_gan": "classical"}
 
 
-def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | None) -> dict:
+def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
+                     discriminator_arm: bool = False) -> dict:
     """metrics/evaluate/<ds>.json as pipeline/classify/evaluate.py ``metrics_json`` writes it."""
-    comp = comparison(gans)
+    comp = comparison(gans, discriminator_arm)
     out = {"mlflow_parent_run_id": parent_run_id or "", "n_seeds": 2, "minority_class": "malignant",
            "best_non_gan": "classical", "time_s": 12.0, "train_time_s_mean": 1.5,
            "arms": {arm: {m: {"mean": a[m]["estimate"], "low": a[m]["low"], "high": a[m]["high"]} for m in HEADLINE}
@@ -213,15 +219,15 @@ def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | N
 
 
 def _evaluation(root: Path, dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
-                rng: np.random.Generator) -> None:
+                rng: np.random.Generator, discriminator_arm: bool = False) -> None:
     """metrics/evaluate/<ds>.json, results/<ds>/summary.json and results/<ds>/predictions/<arm>.csv."""
     (root / "metrics" / "evaluate").mkdir(parents=True, exist_ok=True)
     (root / "metrics" / "evaluate" / f"{dataset}.json").write_text(
-        json.dumps(evaluate_metrics(dataset, gans, parent_run_id), indent=2))
+        json.dumps(evaluate_metrics(dataset, gans, parent_run_id, discriminator_arm), indent=2))
     results = root / "results" / dataset
     (results / "predictions").mkdir(parents=True, exist_ok=True)
     truth = [c for c, n in enumerate([6, 5, 3]) for _ in range(n)]
-    comp = comparison(gans)
+    comp = comparison(gans, discriminator_arm)
     for arm in comp["arms"]:
         accuracy = 0.8 if arm in gans else 0.6
         with (results / "predictions" / f"{arm}.csv").open("w", newline="") as fh:

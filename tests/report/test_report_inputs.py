@@ -179,3 +179,26 @@ def test_every_exclusion_reason_of_generate_is_told_in_plain_words(tmp_path: Pat
     html = render_report(collect(tmp_path, "mammo"), ReportConfig(), Provenance(), "mammo")
     assert "1 excluded because they did not lie among the real training images of their class (realism check)" in html
     assert "2 excluded because a classifier could not recognise their class" in html
+
+
+def test_the_semi_supervised_arm_is_shown_as_what_it_is(tmp_path: Path) -> None:
+    """acgan_discriminator adds no images: not a GAN-image arm, not the best arm with synthetic images, not the
+    best non-GAN arm; it is compared with real-only and with the best non-GAN arm like the GAN arms."""
+    make_project(tmp_path, gans=("acgan", "cdcgan"), discriminator_arm=True)
+    inputs = collect(tmp_path, "mammo", synthetic_classical_gan="acgan")
+    ev = inputs.evaluation
+    semi = ev.arm("acgan_discriminator")
+    assert semi.gan is None and not semi.uses_synthetic and semi.discriminator == "acgan" and semi.uses_gan
+    assert [a.name for a in ev.discriminator_arms] == ["acgan_discriminator"]
+    assert ev.best == "acgan" and ev.best_non_gan == "classical"  # though it scores highest (0.75)
+    assert semi.gain == pytest.approx(0.13) and semi.gain_vs_non_gan == pytest.approx(0.11)
+    assert "acgan_discriminator" in ev.confusion
+    html = render_report(inputs, ReportConfig(), Provenance(), "mammo")
+    assert ("Semi-supervised arm <b>acgan_discriminator</b> (the trained ACGAN discriminator's class head, "
+            "fine-tuned on the real training images; it adds no synthetic images), scored 0.750 against 0.620") in html
+    assert "Against the best arm without synthetic images (classical): +0.110" in html
+    assert "acgan_discriminator &#9675;" in html and "acgan_discriminator &#9679;" not in html
+    assert "gain vs best non-GAN arm (classical)" in html
+    # the other readers' name rules do not take it for a GAN-image arm either
+    data = evaluate_metrics("mammo", ("acgan",), None, discriminator_arm=True)
+    assert _parse_evaluation(data, "acgan").arm("acgan_discriminator").gan is None

@@ -58,3 +58,36 @@ def test_dvc_repro_ingest_on_tiny_phantoms(tmp_path: Path) -> None:
     assert again.returncode == 0 and "didn't change" in again.stdout
     shown = subprocess.run([DVC, "metrics", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True)
     assert "metrics/ingest/mammography.json" in shown.stdout
+
+
+@pytest.mark.slow
+def test_dvc_plots_render_the_learning_curves(tmp_path: Path) -> None:
+    """dvc.yaml's plots: results/<ds>/curves holds only CSVs, drawn as val scores against epoch; the PNGs of the
+    same curves are declared apart (curve_images/), as images, so no PNG is parsed as data."""
+    repo = copy_repo(tmp_path / "repo")
+    (repo / "dvc.lock").unlink(missing_ok=True)  # its hashes of results/ name a cache this copy does not have
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    from PIL import Image
+
+    for name in ("mammography", "cervical"):
+        for arm in ("real_only", "acgan_discriminator"):
+            curves = repo / "results" / name / "curves"
+            curves.mkdir(parents=True, exist_ok=True)
+            (curves / f"{arm}-seed0.csv").write_text(
+                "epoch,lr,train_loss,val_loss,val_macro_f1,val_balanced_accuracy,monitor_smoothed,selected\n"
+                "1,0.0001,1.2,1.1,0.30,0.35,0.30,0\n2,0.001,0.9,1.0,0.45,0.50,0.375,1\n")
+            images = repo / "results" / name / "curve_images"
+            images.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8)).save(images / f"{arm}.png")
+    shown = subprocess.run([DVC, "plots", "show", "--json"], cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert shown.returncode == 0, shown.stdout[-2000:] + shown.stderr[-2000:]
+    out = json.loads(shown.stdout)
+    curve_errors = [e for e in out.get("errors", []) if "curve" in json.dumps(e)]  # other stages' plots are absent
+    assert not curve_errors, curve_errors
+    data = out["data"]
+    curve = data["results/mammography/curves/real_only-seed0.csv"][0]
+    assert curve["type"] == "vega" and curve["content"]["encoding"]["x"]["field"] == "epoch"
+    assert {row["field"] for row in curve["content"]["data"]["values"]} == {"val_macro_f1", "val_balanced_accuracy"}
+    assert data["results/cervical/curve_images/acgan_discriminator.png"][0]["type"] == "image"
+    assert not any(k.endswith(".png") and "/curves/" in k for k in data)

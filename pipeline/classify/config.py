@@ -53,7 +53,7 @@ class ClassifierConfig:
     def describe(self) -> str:
         """One line naming the network that ran (params, metrics and reports say it the same way)."""
         if self.network == "cnn":
-            return f"cnn channels={self.channels} head={self.head} dropout={self.dropout}"
+            return f"cnn channels={self.channels} block={self.block} head={self.head} dropout={self.dropout}"
         if self.network == "monai_resnet":
             return f"monai_resnet channels={self.channels} blocks={self.blocks}"
         return f"monai_densenet init_features={self.channels[0]} blocks={self.blocks} growth_rate={self.growth_rate}"

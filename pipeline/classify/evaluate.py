@@ -7,7 +7,8 @@ worker processes, score them on the real test split, compute intervals and gains
     <out_dir>/predictions/<arm>.csv   image_id, actual, predicted, arm, seed, p_<class>... (every seed)
     <out_dir>/confusion/<arm>.png     confusion matrix pooled over seeds (counts + normalised)
     <out_dir>/curves/<arm>-seed<s>.csv  learning curve: per epoch lr, train loss, validation loss and scores
-    <out_dir>/curves/<arm>.png        those curves for every seed, the selected epochs marked
+                                      (only CSVs here: dvc.yaml declares this folder as data plots)
+    <out_dir>/curve_images/<arm>.png  those curves for every seed, the selected epochs marked
     <out_dir>/summary.json            everything below, per run metrics and timings included
     <out_dir>/summary.md, summary.csv the arms table (means, intervals, gains)
     <metrics_path>                    small JSON for ``dvc metrics show`` (means, intervals, gains, MLflow id)
@@ -327,7 +328,7 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
                 write_csv(out / "curves" / f"{arm}-seed{s}.csv", runs[(arm, s)].history)
             save_learning_curves_png({s: runs[(arm, s)].history for s in cfg.seeds}, cfg.budget.monitor,
                                      f"{dataset} {arm}: {cfg.classifier.network}, real validation split",
-                                     out / "curves" / f"{arm}.png")
+                                     out / "curve_images" / f"{arm}.png")
             pooled = sum(confusion_matrix(test.labels, runs[(arm, s)].proba.argmax(axis=1), labels=labels)
                          for s in cfg.seeds)
             save_confusion_png(pooled, classes, f"{dataset} {arm}: real test split, pooled over {len(cfg.seeds)} seeds",
@@ -336,7 +337,8 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
         (out / "summary.md").write_text(f"# evaluate {dataset}\n\n{table}\nMinority class: {classes[minority]}. "
                                         f"Seeds: {cfg.seeds}. Labels: gain = interval above 0, loss = below 0, "
                                         f"no gain = it contains 0.\n\nNetwork: {cfg.classifier.describe()}. "
-                                        f"Checkpoint: {selection_rule(cfg)}. Learning curves: curves/.\n")
+                                        f"Checkpoint: {selection_rule(cfg)}. Learning curves: curves/ (CSV), "
+                                        "curve_images/ (PNG).\n")
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 

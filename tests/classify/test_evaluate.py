@@ -186,13 +186,14 @@ def test_acgan_discriminator_arm_end_to_end(tmp_path: Path, toy_cache: Path, acg
     with open(out / "predictions" / "acgan_discriminator.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 18 * len(cfg.seeds)
     for arm in cfg.arms:
-        assert (out / "curves" / f"{arm}.png").stat().st_size > 1000
+        assert (out / "curve_images" / f"{arm}.png").stat().st_size > 1000
         for seed in cfg.seeds:
             with open(out / "curves" / f"{arm}-seed{seed}.csv") as fh:
                 rows = list(csv.DictReader(fh))
             assert {"epoch", "lr", "train_loss", "val_loss", "val_macro_f1", "val_balanced_accuracy",
                     "monitor_smoothed", "selected"} <= set(rows[0])
             assert sum(int(r["selected"]) for r in rows) == 1
+    assert {f.suffix for f in (out / "curves").iterdir()} == {".csv"}  # dvc.yaml declares curves/ as data plots
     summary = json.loads((out / "summary.json").read_text())
     assert summary["classifier"] == metrics["classifier_detail"] and "Network: cnn" in (out / "summary.md").read_text()
     # fine-tuning starts from D's weights: its first-epoch validation loss differs from a fresh network's

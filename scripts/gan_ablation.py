@@ -88,6 +88,8 @@ def main() -> None:
     p.add_argument("--model", default="cdcgan", choices=["cdcgan", "acgan"])
     p.add_argument("--minutes", type=float, default=8.0, help="training minutes per variant (equal wall time)")
     p.add_argument("--variant", action="append", required=True, help="name:[@recipe,]key=value,...")
+    p.add_argument("--work-dir", default="runs/ablation",
+                   help="where the variants' checkpoints go (ignored by git; the table and grids go to --out)")
     p.add_argument("--jobs", type=int, default=2, help="variants trained at a time, one thread each")
     p.add_argument("--per-class", type=int, default=200, help="fakes per class for the scores")
     p.add_argument("--out", default="reports/ablation")
@@ -102,7 +104,7 @@ def main() -> None:
     variants = [parse_variant(v) for v in args.variant]
     jobs = [(with_overrides(section, common + pairs + [("watch.every_minutes", "0")],
                             f"{args.params} + --variant {name}"), args.model, args.data,
-             str(out / "runs" / name)) for name, pairs in variants]
+             str(Path(args.work_dir) / out.name / name)) for name, pairs in variants]
     print(f"{len(jobs)} variants x {args.minutes} min, {args.jobs} at a time", file=sys.stderr)
     with mp.get_context("spawn").Pool(args.jobs) as pool:
         trained = pool.map(train_one, jobs, chunksize=1)

@@ -611,19 +611,20 @@ def generation_section(sizes: Sizes) -> Section:
 
 
 # ============================================================================ evaluate
-def evaluate_section(metrics_dir: Path, source: str) -> Section:
+def evaluate_section(results_dir: Path, source: str) -> Section:
     rows, notes = [], []
-    for path in sorted(metrics_dir.glob("*.json")):
+    for path in sorted(results_dir.glob("*/details.json")):
         m = json.loads(path.read_text())
         arms, seeds = len(m.get("arms", {})), m.get("n_seeds")
         fits = arms * seeds if seeds else None
         fit_s = m.get("train_time_s_mean")
         time_s = m.get("time_s")
         busy = fits * fit_s / time_s if fits and fit_s and time_s else None
-        rows.append([path.stem, time_s, arms, seeds, fits, fit_s, m.get("train_cpu_s_mean"), busy,
+        rows.append([path.parent.name, time_s, arms, seeds, fits, fit_s, m.get("train_cpu_s_mean"), busy,
                      time_s / BUDGET_END_TO_END_S if time_s else None])
     if not rows:
-        notes.append(f"No {metrics_dir}/*.json: run `dvc repro evaluate` (or `--full`) first; nothing measured.")
+        notes.append(f"No {results_dir}/*/details.json: run `dvc repro evaluate` (or `--full`) first; "
+                     "nothing measured.")
     how = (f"{source} The stage trains the classifier once per arm and seed; `time_s` is its wall time, "
            "`train_time_s_mean` (`train_cpu_s_mean`) the mean wall (CPU) time of one classifier fit. The fits run "
            "in worker processes, one per core, so summed fit time / stage time near the number of cores means "
@@ -644,7 +645,7 @@ def lock_commit(repo: Path) -> str:
 def dvc_section(repo: Path, full: bool, workdir: Path | None = None) -> tuple[Section, Path | None]:
     """No-op repro (or status), and with ``full`` the end-to-end ``dvc repro -f`` in a temporary clone.
 
-    Returns the section and, after ``full``, the clone's metrics/evaluate folder (the caller removes workdir).
+    Returns the section and, after ``full``, the clone's results folder (the caller removes workdir).
     """
     dvc = str(BIN / "dvc")
     rows, notes = [], []
@@ -684,7 +685,7 @@ def dvc_section(repo: Path, full: bool, workdir: Path | None = None) -> tuple[Se
             noop = timed_command([dvc, "repro"], clone, env)
             rows.append(["no-op `dvc repro` right after it", "clone", noop.seconds, noop.seconds / BUDGET_NOOP_S,
                          noop.child_peak_mib])
-            evaluate_dir = clone / "metrics" / "evaluate"
+            evaluate_dir = clone / "results"
     else:
         notes.append("End-to-end `dvc repro -f` not run (it takes the whole default pipeline, ~20+ minutes on 2 "
                      "cores); `scripts/bench.py --full` runs it in a temporary clone of HEAD.")
@@ -762,11 +763,11 @@ def main(argv: list[str] | None = None) -> int:
                 section, evaluate_dir = dvc_section(REPO, args.full, Path(work))
             elif key == "evaluate":
                 if evaluate_dir is not None:
-                    section = evaluate_section(evaluate_dir, "Timed in this run: read from the metrics of the "
+                    section = evaluate_section(evaluate_dir, "Timed in this run: read from the details of the "
                                                              "`--full` end-to-end repro in the clone.")
                 else:
-                    section = evaluate_section(REPO / "metrics" / "evaluate",
-                                               "Read from metrics/evaluate/<data set>.json of the last full "
+                    section = evaluate_section(REPO / "results",
+                                               "Read from results/<data set>/details.json of the last full "
                                                f"`dvc repro` (dvc.lock last committed in {lock_commit(REPO)}), "
                                                "not timed in this run.")
             else:

@@ -2,10 +2,10 @@
 
     python scripts/study_table.py --repo /path/to/checkout --dataset herlev --out reports/study/herlev.md
 
-Reads what the stages wrote for DVC: metrics/evaluate/<dataset>.json (every arm's mean and 95 %
-interval over paired seeds, gains against real-only and against the best non-GAN arm with bootstrap
-intervals), metrics/generate/<dataset>_<gan>.json (kept / generated per class) and
-metrics/train_gan/<dataset>_<gan>.json (steps, best epoch, Frechet distance, diversity).
+Reads the details the stages wrote beside their outputs: results/<dataset>/details.json (every arm's mean and
+95 % interval over paired seeds, gains against real-only and against the best non-GAN arm with bootstrap
+intervals), data/synthetic/<dataset>/<gan>/details.json (kept / generated per class) and
+models/<dataset>/<gan>/train_summary.json (steps, best epoch, Frechet distance, diversity).
 """
 from __future__ import annotations
 
@@ -37,14 +37,14 @@ def gain(d: dict | None) -> str:
 
 
 def kept_images(repo: Path, dataset: str, gan: str) -> int | str:
-    ge = load(repo / "metrics" / "generate" / f"{dataset}_{gan}.json")
+    ge = load(repo / "data" / "synthetic" / dataset / gan / "details.json")
     return sum(v["kept"] for v in ge["counts"].values()) if ge else "?"
 
 
 def render(repo: Path, dataset: str) -> str:
-    ev = load(repo / "metrics" / "evaluate" / f"{dataset}.json")
+    ev = load(repo / "results" / dataset / "details.json")
     if ev is None:
-        raise SystemExit(f"{repo}/metrics/evaluate/{dataset}.json: not found; run the study (dvc repro) first")
+        raise SystemExit(f"{repo}/results/{dataset}/details.json: not found; run the study (dvc repro) first")
     lines = [f"# Study: {dataset}", "",
              f"{ev['n_seeds']} paired seeds per arm (same splits, same seeds), real test split only; "
              f"minority class: {ev.get('minority_class')}; evaluate stage {ev.get('time_s')} s. "
@@ -74,8 +74,8 @@ def render(repo: Path, dataset: str) -> str:
     lines += ["", "## GANs", "", "| GAN | steps | best epoch | best FD | lowest class diversity ratio | kept / generated "
               "(per class) | generation img/s |", "|---|---|---|---|---|---|---|"]
     for gan in GANS:
-        tr = load(repo / "metrics" / "train_gan" / f"{dataset}_{gan}.json") or {}
-        ge = load(repo / "metrics" / "generate" / f"{dataset}_{gan}.json") or {}
+        tr = load(repo / "models" / dataset / gan / "train_summary.json") or {}
+        ge = load(repo / "data" / "synthetic" / dataset / gan / "details.json") or {}
         div = tr.get("best_diversity_ratio_per_class") or {}
         counts = ", ".join(f"{c} {v['kept']}/{v['generated']}" for c, v in (ge.get("counts") or {}).items())
         fd = tr.get("best_quality_fd")

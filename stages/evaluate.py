@@ -7,9 +7,9 @@ Usage: python -m stages.evaluate --dataset mammography [--params params.yaml]
 Reads the ``evaluate`` section (pipeline/classify/config.py), ``data/<dataset>/``, the synthetic manifests
 ``data/synthetic/<dataset>/<gan>/manifest.csv`` of the GAN arms and, for the semi-supervised arm
 ``acgan_discriminator``, ``models/<dataset>/acgan/best.pt``. Writes ``results/<dataset>/`` (per-arm
-prediction CSVs, learning curves, confusion PNGs, summary.json/.md/.csv) and ``metrics/evaluate/<dataset>.json``
-(which network ran, the selection rule, every arm's scores), and one MLflow parent run with a child per arm
-and seed.
+prediction CSVs, learning curves, confusion PNGs, summary.json/.md/.csv, arms.png, details.json: which network
+ran, the selection rule, every arm's scores and gains), ``metrics/evaluate/<dataset>.json`` (the headline) and
+one MLflow parent run with a child per arm and seed.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--models-dir", default=None, help="trained GANs, <gan>/best.pt (default models/<dataset>)")
     p.add_argument("--arms", default=None, help="comma-separated arms instead of evaluate.arms (quick checks)")
     p.add_argument("--out", default=None, help="output folder (default results/<dataset>)")
-    p.add_argument("--metrics", default=None, help="metrics JSON (default metrics/evaluate/<dataset>.json)")
+    p.add_argument("--metrics", default=None, help="headline metrics JSON (default metrics/evaluate/<dataset>.json)")
     args = p.parse_args()
     params = load_params(args.params)
     if args.data_dir is None:

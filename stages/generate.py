@@ -5,11 +5,13 @@
     python -m stages.generate --checkpoint models:/mammography-acgan/3 --label malignant -n 100 --out DIR
 
 The first form (DVC) reads ``models/<dataset>/<gan>/best.pt`` and ``data/<dataset>``, tops up the
-classes ``generate.target`` asks for and writes ``data/synthetic/<dataset>/<gan>/`` and
-``metrics/generate/<dataset>_<gan>.json``. The second makes ``-n`` kept images of each ``--label``
-class with any checkpoint, or any generator the train_gan stage registered in MLflow
+classes ``generate.target`` asks for and writes ``data/synthetic/<dataset>/<gan>/`` (with details.json: every
+count, threshold, quality value and timing) and ``metrics/generate/<dataset>_<gan>.json`` (the headline:
+kept/target per class, FD and coverage beside their references). The second makes ``-n`` kept images of each
+``--label`` class with any checkpoint, or any generator the train_gan stage registered in MLflow
 (``models:/<dataset>-<gan>/<version>``, ``@<alias>`` or ``/latest``; data set and GAN are read from it),
-and writes DIR, with DIR/metrics.json. The rest of the settings come from the ``generate`` section of --params.
+and writes DIR, with DIR/details.json (and the headline only where --metrics says). The rest of the settings
+come from the ``generate`` section of --params.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pipeline.config import load_params
 from pipeline.data.cache import write_json_atomic
 from pipeline.errors import ConfigError
 from pipeline.generate.config import GenerateConfig  # registers the generate section
-from pipeline.generate.run import generate_synthetic, log_to_mlflow, write_outputs
+from pipeline.generate.run import generate_synthetic, headline_metrics, log_to_mlflow, write_outputs
 from pipeline.generate.registry import load_generator_source
 from pipeline.tracking import find_run, flatten, start_run, tracking_enabled
 from stages._common import check_writable, parser, run
@@ -36,8 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("-n", "--count", type=int, help="kept images per --label class")
     p.add_argument("--out", help="output folder (default: data/synthetic/<dataset>/<gan>)")
     p.add_argument("--data-dir", help="ingested data set folder (default: data/<dataset>)")
-    p.add_argument("--metrics", help="metrics JSON (default: metrics/generate/<dataset>_<gan>.json; "
-                                     "with --out: DIR/metrics.json)")
+    p.add_argument("--metrics", help="headline metrics JSON (default: metrics/generate/<dataset>_<gan>.json; "
+                                     "with --out: none); everything else is in DIR/details.json")
     p.add_argument("--seed", type=int, help="overrides generate.seed")
     args = p.parse_args(argv)
 
@@ -69,9 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     with start_run("generate", dataset, gan, enabled=cfg.tracking, params=flatten(cfg, "generate"),
                    parent_run_id=parent, tags={"checkpoint": generator.label}) as tracker:
         result = generate_synthetic(cfg, generator, data_dir, dataset, gan, counts)
-        write_outputs(result, out, None if metrics_path else "metrics.json")
+        write_outputs(result, out, "details.json")
         if metrics_path:
-            write_json_atomic(metrics_path, result.metrics)
+            write_json_atomic(metrics_path, headline_metrics(result.metrics))
         log_to_mlflow(tracker, result, out)
     t = result.metrics["totals"]
     print(f"generate {dataset}/{gan}: {t['kept']}/{t['target']} kept of {t['generated']} generated "

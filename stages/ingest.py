@@ -16,7 +16,8 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--dataset", required=True, help="a key of the datasets section")
     p.add_argument("--out", default=None, help="output folder (default data/<dataset>)")
-    p.add_argument("--metrics", default=None, help="metrics JSON (default metrics/ingest/<dataset>.json)")
+    p.add_argument("--metrics", default=None, help="headline metrics JSON (default metrics/ingest/<dataset>.json; "
+                                                  "the rest in <out>/ingest.json)")
     args = p.parse_args()
     params = load_params(args.params)
     cfg = dataset(params, args.dataset, args.params)

@@ -5,8 +5,9 @@
 
 Reads ``data/<dataset>/cache`` and the ``gan`` section of params.yaml; checkpoints go to
 ``<gan.work_dir>/<dataset>/<model>/`` (kept between runs, so ``resume: auto`` survives ``dvc repro``).
-Writes ``models/<dataset>/<model>/`` (best.pt, last.pt, samples/),
-``metrics/train_gan/<dataset>_<model>.json`` and ``plots/train_gan/<dataset>_<model>.csv``.
+Writes ``models/<dataset>/<model>/`` (best.pt, last.pt, samples/, train_summary.json: everything about the
+run), ``metrics/train_gan/<dataset>_<model>.json`` (the headline: steps, best FD, lowest diversity ratio,
+images/s) and ``plots/train_gan/<dataset>_<model>.csv``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pipeline.config import dataset as dataset_config
 from pipeline.config import load_params
 from pipeline.data.cache import atomic_dir, write_bytes_atomic, write_json_atomic
 from pipeline.gan.config import MODELS
-from pipeline.gan.train import train_gan
+from pipeline.gan.train import headline_metrics, train_gan
 from stages._common import check_writable, error_line
 
 CSV_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="ingested data set folder (default: data/<dataset>)")
     ap.add_argument("--run-dir", help="checkpoint folder (default: <gan.work_dir>/<dataset>/<model>)")
     ap.add_argument("--out-dir", help="output folder (default: models/<dataset>/<model>)")
-    ap.add_argument("--metrics", help="metrics JSON (default: metrics/train_gan/<dataset>_<model>.json)")
+    ap.add_argument("--metrics", help="headline metrics JSON (default: metrics/train_gan/<dataset>_<model>.json)")
     ap.add_argument("--plots", help="loss-curve CSV (default: plots/train_gan/<dataset>_<model>.csv)")
     args = ap.parse_args(argv)
     name = f"{args.dataset}_{args.model}"
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             (out / "samples").mkdir()
             for png in result.samples:
                 shutil.copy2(png, out / "samples" / png.name)
-        write_json_atomic(metrics_path, finite_or_none(result.summary))
+            write_json_atomic(out / "train_summary.json", finite_or_none(result.summary))
+        write_json_atomic(metrics_path, finite_or_none(headline_metrics(result.summary)))
         write_csv_atomic(plots_path, result.history)
     except Exception as exc:  # one line, no traceback: bad input, full disk, unwritable folder (error_line)
         line = error_line(exc)

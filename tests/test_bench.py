@@ -92,7 +92,7 @@ def test_quick_report_has_every_section_with_numbers(bench, tmp_path, monkeypatc
     assert len(generate) == 1 and all(number(c) > 0 for c in generate[0][3:])
 
     evaluate = table(report, "Evaluate-stage time")
-    for row in evaluate:  # the committed metrics/evaluate/*.json of the last full repro
+    for row in evaluate:  # results/*/details.json of the last full repro, where this checkout has them
         assert number(row[1]) > 0 and int(row[4]) == int(row[2]) * int(row[3]), row
 
     memory = table(report, "Peak memory")
@@ -114,12 +114,12 @@ def test_dvc_noop_and_full_clone_timings(bench, tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     env = bench.tool_env()
-    stage = ("import json, pathlib; p = pathlib.Path('metrics/evaluate'); p.mkdir(parents=True, exist_ok=True); "
-             "(p / 'toy.json').write_text(json.dumps({'time_s': 2.0, 'n_seeds': 2, 'arms': {'a': {}, 'b': {}}, "
+    stage = ("import json, pathlib; p = pathlib.Path('results/toy'); p.mkdir(parents=True, exist_ok=True); "
+             "(p / 'details.json').write_text(json.dumps({'time_s': 2.0, 'n_seeds': 2, 'arms': {'a': {}, 'b': {}}, "
              "'train_time_s_mean': 0.5}))")
     (repo / "stage.py").write_text(stage + "\n")
     (repo / "dvc.yaml").write_text("stages:\n  evaluate:\n    cmd: python stage.py\n    deps: [stage.py]\n"
-                                   "    metrics:\n      - metrics/evaluate/toy.json: {cache: false}\n")
+                                   "    outs:\n      - results/toy\n")
     for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"],
                 ["git", "config", "user.name", "t"], [DVC, "init", "-q"], [DVC, "repro", "-q"],
                 ["git", "add", "-A"], ["git", "commit", "-qm", "toy"]):
@@ -131,6 +131,6 @@ def test_dvc_noop_and_full_clone_timings(bench, tmp_path):
     assert commands[2].startswith("end-to-end `dvc repro -f`") and commands[3] == "no-op `dvc repro` right after it"
     assert all(row[2] > 0 and row[4] > 0 for row in section.rows), section.rows
     assert not any("FAILED" in n for n in section.notes), section.notes
-    assert evaluate_dir == tmp_path / "clone" / "metrics" / "evaluate"
+    assert evaluate_dir == tmp_path / "clone" / "results"
     rows = bench.evaluate_section(evaluate_dir, "timed").rows
     assert rows == [["toy", 2.0, 2, 2, 4, 0.5, None, 1.0, 2.0 / bench.BUDGET_END_TO_END_S]]

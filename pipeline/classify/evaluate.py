@@ -11,10 +11,14 @@ worker processes, score them on the real test split, compute intervals and gains
     <out_dir>/curve_images/<arm>.png  those curves for every seed, the selected epochs marked
     <out_dir>/summary.json            everything below, per run metrics and timings included
     <out_dir>/summary.md, summary.csv the arms table (means, intervals, gains)
-    <metrics_path>                    small JSON for ``dvc metrics show`` (means, intervals, gains, MLflow id)
+    <out_dir>/arms.png                the arms side by side: headline metrics with their intervals
+    <out_dir>/details.json            every arm's means, intervals and gains with labels, MLflow id, timing (the
+                                      report reads this)
+    <metrics_path>                    the headline for ``dvc metrics show`` (:func:`headline_metrics`)
 
-MLflow: one parent run per data set and call (``evaluate-<dataset>``), one child per arm and seed
-(``<arm>-seed<seed>``) with the same metric names in every child, so the UI's compare view lines them up.
+MLflow: one parent run per data set and call (``evaluate-<dataset>``) with the headline metrics (the same names
+as the metrics file) and the arms chart and table, one child per arm and seed (``<arm>-seed<seed>``) with the same
+metric names in every child, so the UI's compare view lines them up.
 """
 from __future__ import annotations
 
@@ -38,7 +42,7 @@ from pipeline import tracking
 from pipeline.classify.arms import ARMS, DISCRIMINATOR_ARMS, ArmContext, TrainSet, arm_gan
 from pipeline.classify.config import EvaluateConfig
 from pipeline.classify.metrics import HEADLINE, classification_report, normalise_rows
-from pipeline.classify.plots import save_confusion_png, save_learning_curves_png
+from pipeline.classify.plots import save_arms_png, save_confusion_png, save_learning_curves_png
 from pipeline.classify.stats import compare_arms
 from pipeline.data.cache import SplitArrays, atomic_dir, load_meta, load_split, write_json_atomic
 from pipeline.data.synthetic import assert_real_only, is_synthetic_id, load_synthetic
@@ -266,7 +270,7 @@ def summary_table(comparison: dict, arms: list[str]) -> tuple[list[dict], str]:
 
 
 def metrics_json(comparison: dict, parent_run_id: str | None, extra: dict) -> dict:
-    """The small metrics file: each arm's mean and interval, the gains with labels, the MLflow parent run."""
+    """The details JSON: each arm's mean and interval, the gains with labels, the MLflow parent run."""
     def short(iv: dict) -> dict:
         return {"mean": iv["estimate"], "low": iv["low"], "high": iv["high"]}
 
@@ -276,6 +280,43 @@ def metrics_json(comparison: dict, parent_run_id: str | None, extra: dict) -> di
         out[f"gains_vs_{ref_name}"] = {arm: {m: {"diff": g[m]["estimate"], "low": g[m]["low"], "high": g[m]["high"],
                                                  "label": g[m]["label"]} for m in HEADLINE}
                                        for arm, g in block["arms"].items()}
+    return out
+
+
+# The arm metrics of the headline; macro-F1 keeps its interval there (the others' are in details.json).
+HEADLINE_ARM = ("macro_f1", "balanced_accuracy", "minority_recall")
+
+
+def uses_gan(arm: str, cfg: EvaluateConfig) -> bool:
+    """An arm that adds a GAN's images or fine-tunes its discriminator: the arms whose gains the study is about."""
+    return arm_gan(arm, cfg) is not None or arm in DISCRIMINATOR_ARMS
+
+
+def headline_metrics(details: dict, gan_arms: list[str]) -> dict:
+    """The metrics file of ``dvc metrics show`` / ``dvc exp show``: a few columns per arm.
+
+    Per arm the means of :data:`HEADLINE_ARM` and macro-F1's interval; per arm that uses a GAN (``gan_arms``)
+    its macro-F1 gain against real_only and against the best non-GAN arm. ``details`` is :func:`metrics_json`'s.
+    """
+    out: dict = {"best_non_gan": details["best_non_gan"]}
+    for arm, a in details["arms"].items():
+        row = {m: a[m]["mean"] for m in HEADLINE_ARM}
+        row.update(macro_f1_low=a["macro_f1"]["low"], macro_f1_high=a["macro_f1"]["high"])
+        if arm in gan_arms:
+            for ref in ("real_only", "best_non_gan"):
+                row[f"gain_vs_{ref}"] = details[f"gains_vs_{ref}"][arm]["macro_f1"]["diff"]
+        out[arm] = row
+    return out
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """``{"acgan": {"macro_f1": x}}`` -> ``{"acgan.macro_f1": x}``, numbers only (MLflow metrics)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[f"{prefix}{k}"] = v
     return out
 
 
@@ -315,7 +356,7 @@ def _log_child(parent: tracking.Tracker, run: RunOutput, report: dict, counts: n
 
 def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], test: SplitArrays,
                   classes: list[str], cfg: EvaluateConfig, dataset: str, table: str, rows: list[dict], summary: dict,
-                  minority: int) -> None:
+                  minority: int, details: dict) -> None:
     """``out_dir`` all at once (atomic): predictions and pooled confusion matrix per arm, the summaries."""
     from sklearn.metrics import confusion_matrix
 
@@ -340,23 +381,25 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
                                         f"Checkpoint: {selection_rule(cfg)}. Learning curves: curves/ (CSV), "
                                         "curve_images/ (PNG).\n")
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        (out / "details.json").write_text(json.dumps(details, indent=1, sort_keys=True) + "\n")
+        save_arms_png(details["arms"], HEADLINE_ARM, f"{dataset}: arms on the real test split, "
+                      f"{len(cfg.seeds)} seeds ({summary.get('level', 0.95):.0%} intervals)", out / "arms.png")
 
 
-def log_parent_summary(parent: tracking.Tracker, comparison: dict, timing: dict, out_dir: Path,
-                       metrics_path: Path) -> None:
-    """The parent run gets every arm's mean and interval, the gains, the timing and the results folder."""
+def log_parent_summary(parent: tracking.Tracker, headline: dict, timing: dict, out_dir: Path) -> None:
+    """The parent run gets the headline (the metrics file's numbers, same names), the timing, the arms chart and
+    table at the top of its artifacts (the first thing the run page shows) and the whole results folder."""
     if not parent.enabled:
         return
-    parent.log_metrics({f"{arm}.{m}.{k}": v for arm, a in comparison["arms"].items() for m in HEADLINE
-                        for k, v in (("mean", a[m]["estimate"]), ("low", a[m]["low"]), ("high", a[m]["high"]))})
-    parent.log_metrics({f"gain_vs_{ref}.{arm}.{m}": g[m]["estimate"] for ref, block in comparison["gains"].items()
-                        for arm, g in block["arms"].items() for m in HEADLINE})
+    parent.log_metrics(_flat(headline))
     parent.log_metrics({k: v for k, v in timing.items() if k.startswith(("time_s", "train_"))})
-    parent.set_tags({"best_non_gan": comparison["best_non_gan"]})
+    parent.set_tags({"best_non_gan": headline["best_non_gan"]})
+    for name in ("arms.png", "summary.md", "summary.csv"):
+        if (out_dir / name).is_file():
+            parent.log_artifact(out_dir / name)
     for path in sorted(out_dir.rglob("*")):
         if path.is_file():
             parent.log_artifact(path, artifact_path=str(Path("results") / path.parent.relative_to(out_dir)))
-    parent.log_artifact(metrics_path)
 
 
 # ------------------------------------------------------------------------------------ the stage
@@ -370,7 +413,7 @@ def selection_rule(cfg: EvaluateConfig) -> str:
 
 def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, synthetic_dir: str | Path,
                      out_dir: str | Path, metrics_path: str | Path, models_dir: str | Path | None = None) -> dict:
-    """Run every arm x seed of ``cfg`` on one ingested data set; returns the metrics JSON it wrote.
+    """Run every arm x seed of ``cfg`` on one ingested data set; returns the details (``<out_dir>/details.json``).
 
     ``models_dir`` holds the trained GANs (``<gan>/best.pt``); only the discriminator arms read it.
     """
@@ -431,7 +474,7 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
                        child_params, dataset)
 
         proba = {arm: np.stack([runs[(arm, s)].proba for s in cfg.seeds]) for arm in cfg.arms}
-        non_gan = [a for a in cfg.arms if arm_gan(a, cfg) is None and a not in DISCRIMINATOR_ARMS]
+        non_gan = [a for a in cfg.arms if not uses_gan(a, cfg)]
         mean_f1 = {a: np.mean([reports[(a, s)]["macro_f1"] for s in cfg.seeds]) for a in non_gan}
         best_non_gan = max(non_gan, key=lambda a: (mean_f1[a], -non_gan.index(a)))
         comparison = compare_arms(y_test, proba, minority, {"real_only": "real_only", "best_non_gan": best_non_gan},
@@ -454,8 +497,7 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
                                         **{k: v for k, v in dataclasses.asdict(runs[(a, s)]).items()
                                            if k not in ("proba", "history", "arm", "seed")}}
                                        for a in cfg.arms for s in cfg.seeds]})
-        write_results(out_dir, runs, splits["test"], classes, cfg, dataset, table, rows, summary, minority)
-        metrics = _json_safe(metrics_json(comparison, parent.run_id, {
+        details = _json_safe(metrics_json(comparison, parent.run_id, {
             "n_seeds": len(cfg.seeds), "minority_class": classes[minority], "best_non_gan": best_non_gan,
             "classifier": cfg.classifier.network, "classifier_detail": cfg.classifier.describe(),
             "selection": selection_rule(cfg),
@@ -463,6 +505,8 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
             "epochs_run_mean": {a: float(np.mean([runs[(a, s)].epochs_run for s in cfg.seeds])) for a in cfg.arms},
             "time_s": elapsed, "train_time_s_mean": timing["train_time_s_mean"],
             "train_cpu_s_mean": timing["train_cpu_s_mean"]}))
-        write_json_atomic(metrics_path, metrics)
-        log_parent_summary(parent, comparison, timing, Path(out_dir), Path(metrics_path))
-    return metrics
+        write_results(out_dir, runs, splits["test"], classes, cfg, dataset, table, rows, summary, minority, details)
+        headline = headline_metrics(details, [a for a in cfg.arms if a not in non_gan])
+        write_json_atomic(metrics_path, headline)
+        log_parent_summary(parent, headline, timing, Path(out_dir))
+    return details

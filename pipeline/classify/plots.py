@@ -71,3 +71,40 @@ def save_learning_curves_png(histories: dict[int, list[dict]], monitor: str, tit
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def save_arms_png(arms: dict[str, dict], metrics: tuple[str, ...], title: str, path: str | Path) -> Path:
+    """Write ``path``: one panel per metric, a horizontal bar per arm (mean) with its interval as an error bar.
+
+    ``arms`` is ``{arm: {metric: {"mean", "low", "high"}}}`` (the details JSON's ``arms`` block).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(arms)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 1.6, 0.42 * len(names) + 1.4),
+                             sharey=True)
+    axes = np.atleast_1d(axes)
+    fig.subplots_adjust(left=0.16, right=0.98, bottom=0.14, top=0.84, wspace=0.08)
+    y = np.arange(len(names))
+    for ax, metric in zip(axes, metrics):
+        mean = np.array([arms[a][metric]["mean"] for a in names], dtype=float)
+        low = np.array([arms[a][metric]["low"] for a in names], dtype=float)
+        high = np.array([arms[a][metric]["high"] for a in names], dtype=float)
+        ax.barh(y, mean, color=["C1" if a == "real_only" else "C0" for a in names], alpha=0.8)
+        ax.errorbar(mean, y, xerr=[mean - low, high - mean], fmt="none", ecolor="black", capsize=3, lw=1)
+        for yi, m in zip(y, mean):
+            ax.text(0.01, yi, f"{m:.3f}", va="center", fontsize=8, color="white")
+        ax.set_xlim(0, 1.02)
+        ax.set_title(metric.replace("_", " "), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, names, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -223,7 +223,8 @@ def _list(source: SourceConfig, cfg: DatasetConfig, where: str, report: IngestRe
 
 
 def ingest_dataset(name: str, cfg: DatasetConfig, salt: str, out_dir: Path, metrics_path: Path) -> dict:
-    """Run the whole ingest of data set ``name`` and write ``out_dir`` atomically; returns the metrics."""
+    """Run the whole ingest of data set ``name`` and write ``out_dir`` atomically (with ``ingest.json``: every
+    count and setting), then the headline to ``metrics_path``; returns ingest.json's content and ``time_s``."""
     t0 = time.perf_counter()
     where = f"datasets.{name}"
     report = IngestReport()
@@ -274,16 +275,23 @@ def ingest_dataset(name: str, cfg: DatasetConfig, salt: str, out_dir: Path, metr
                 "patient_level_split": patient_level, "n_groups": len(set(groups)), "counts": counts,
                 "synthetic": False}
         write_json_atomic(tmp / "meta.json", meta)
+        metrics = {"dataset": name, "counts": counts, "n_images": len(samples), "n_groups": len(set(groups)),
+                   "patient_level_split": patient_level, "items_listed": report.items_listed,
+                   "bad_files_skipped": report.bad_files_skipped, "litter_ignored": report.litter_ignored,
+                   "alpha_composited": report.alpha_composited,
+                   "alpha_background_rgb": [round(255 * c) for c in report.alpha_background]
+                   if report.alpha_background else None,
+                   "abnormal_without_location": report.abnormal_without_location,
+                   "quality_gate_dropped": {c: report.quality_gate_dropped.get(c, 0) for c in classes},
+                   "quality_gate_dropped_total": sum(report.quality_gate_dropped.values())}
+        # no time in the output: later stages depend on data/<dataset>, and an unchanged ingest must not re-run them
+        write_json_atomic(tmp / "ingest.json", metrics)
 
-    metrics = {"dataset": name, "counts": counts, "n_images": len(samples), "n_groups": len(set(groups)),
-               "patient_level_split": patient_level, "items_listed": report.items_listed,
-               "bad_files_skipped": report.bad_files_skipped, "litter_ignored": report.litter_ignored,
-               "alpha_composited": report.alpha_composited,
-               "alpha_background_rgb": [round(255 * c) for c in report.alpha_background]
-               if report.alpha_background else None,
-               "abnormal_without_location": report.abnormal_without_location,
-               "quality_gate_dropped": {c: report.quality_gate_dropped.get(c, 0) for c in classes},
-               "quality_gate_dropped_total": sum(report.quality_gate_dropped.values()),
-               "time_s": round(time.perf_counter() - t0, 2)}
-    write_json_atomic(metrics_path, metrics)
-    return metrics
+    write_json_atomic(metrics_path, headline_metrics(metrics))
+    return {**metrics, "time_s": round(time.perf_counter() - t0, 2)}
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The metrics file of ``dvc metrics show``: the counts (the rest of ``metrics``: ``<out_dir>/ingest.json``)."""
+    return {"counts": metrics["counts"], "n_images": metrics["n_images"],
+            "quality_gate_dropped": metrics["quality_gate_dropped_total"]}

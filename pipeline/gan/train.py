@@ -58,7 +58,17 @@ class TrainResult:
     best: Path
     samples: list[Path]
     history: list[dict]  # one row per epoch (the loss-curve CSV)
-    summary: dict  # the metrics JSON
+    summary: dict  # everything about the run (models/<dataset>/<model>/train_summary.json)
+
+
+def headline_metrics(summary: dict) -> dict:
+    """The metrics file of ``dvc metrics show`` from a run's ``summary``: steps, best FD, images/s and the lowest
+    per-class diversity ratio at the best epoch (the most collapsed class; final value when none was measured)."""
+    ratios = [v for v in (summary.get("best_diversity_ratio_per_class") or {}).values() if v is not None]
+    return {"steps": summary["steps"], "epochs_done": summary["epochs_done"], "best_epoch": summary["best_epoch"],
+            "best_fd": summary["best_quality_fd"],
+            "lowest_diversity_ratio": min(ratios) if ratios else (summary.get("final") or {}).get("diversity_ratio"),
+            "images_per_s": summary["images_per_s"]}
 
 
 def registered_name(dataset: str, model: str) -> str:

@@ -13,6 +13,8 @@ folder atomically::
     rejected/syn_....png              excluded by the filter (unrealistic or low confidence)
     dicom/syn_....dcm                 kept images as synthetic Secondary Capture DICOM (when exported)
     samples.png                       a grid of kept images, one row per class
+    details.json                      every count, threshold, quality value and timing (the DVC metrics
+                                      file holds :func:`headline_metrics`)
 
 Each fake gets the first reason that applies, in this order: ``memorised`` (copy gate), ``unrealistic``
 (outside the k-NN balls of the real training images of its class, pipeline/quality/realism.py),
@@ -314,6 +316,18 @@ def measure_quality(records: list[Generated], train_sets: dict[str, tuple[torch.
             per_class[c] = class_quality(fake_f, fake_x, references[c], cfg.metrics, cfg.seed)
         quality[subset] = {"per_class": per_class, "overall": overall(per_class)}
     return quality
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The metrics file of ``dvc metrics show`` from a run's ``metrics``: kept and target per class, and the kept
+    images' FD and coverage (all classes) beside their real-vs-real references (the rest: ``details.json``)."""
+    overall_kept = (metrics.get("quality") or {}).get("kept", {}).get("overall") or {}
+    out: dict = {"kept": {c: n["kept"] for c, n in metrics["counts"].items()},
+                 "target": {c: n["target"] for c, n in metrics["counts"].items()}}
+    for name in ("fd", "coverage"):
+        block = overall_kept.get(name) or {}
+        out[name] = {"value": block.get("value"), "reference": block.get("reference")}
+    return out
 
 
 SYNTHETIC_PNG_TEXT = {"Synthetic": "true",

@@ -6,10 +6,12 @@ records below. A missing or unreadable input becomes :class:`Unavailable`, which
 "not available: run stage X" instead of failing. Inputs (paths relative to ``root``)::
 
     data/<ds>/meta.json, data/<ds>/cache/{train,test}.npz          ingest
-    metrics/train_gan/<ds>_<gan>.json, plots/train_gan/<ds>_<gan>.csv   train_gan
+    models/<ds>/<gan>/train_summary.json, plots/train_gan/<ds>_<gan>.csv   train_gan
     data/synthetic/<ds>/<gan>/manifest.csv (+ images/, memorised/)     generate
-    metrics/generate/<ds>_<gan>.json                                   generate
-    metrics/evaluate/<ds>.json, results/<ds>/ (predictions CSVs, summary.json)   evaluate
+    data/synthetic/<ds>/<gan>/details.json                             generate
+    results/<ds>/details.json, predictions CSVs, summary.json          evaluate
+
+(metrics/<stage>/ holds only the headline numbers of ``dvc metrics show``; the report reads the details.)
     reports/<ds>/review_scores.json                                    score_review (optional)
 """
 from __future__ import annotations
@@ -70,17 +72,20 @@ class Paths:
         return self.p("data", "synthetic", self.dataset)
 
     def train_metrics(self, gan: str) -> Path:
-        return self.p("metrics", "train_gan", f"{self.dataset}_{gan}.json")
+        """The whole train_gan summary (metrics/train_gan/ holds only its headline)."""
+        return self.p("models", self.dataset, gan, "train_summary.json")
 
     def loss_csv(self, gan: str) -> Path:
         return self.p("plots", "train_gan", f"{self.dataset}_{gan}.csv")
 
     def generate_metrics(self, gan: str) -> Path:
-        return self.p("metrics", "generate", f"{self.dataset}_{gan}.json")
+        """The whole generate metrics (metrics/generate/ holds only their headline)."""
+        return self.synthetic_dir / gan / "details.json"
 
     @property
     def evaluate_metrics(self) -> Path:
-        return self.p("metrics", "evaluate", f"{self.dataset}.json")
+        """Every arm's means, intervals and gains (metrics/evaluate/ holds only the headline)."""
+        return self.results_dir / "details.json"
 
     @property
     def results_dir(self) -> Path:
@@ -456,7 +461,7 @@ def _flatten_numbers(obj: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...
 # ------------------------------------------------------------------------------------------ evaluate
 def read_evaluation(paths: Paths, classes: list[str], synthetic_classical_gan: str | None = None,
                     metric: str | None = None) -> Evaluation | Unavailable:
-    """metrics/evaluate/<ds>.json (arms, CIs, gains, parent run id) + confusion matrices from results/<ds>/."""
+    """results/<ds>/details.json (arms, CIs, gains, parent run id) + confusion matrices from results/<ds>/."""
     rel = paths.rel(paths.evaluate_metrics)
     data = _read_json(paths.evaluate_metrics, "evaluation metrics", "evaluate", rel)
     summary = _read_json(paths.results_dir / "summary.json", "evaluation summary", "evaluate",
@@ -477,7 +482,7 @@ def read_evaluation(paths: Paths, classes: list[str], synthetic_classical_gan: s
 def _gain_blocks(data: dict, baseline: str | None) -> tuple[dict, dict]:
     """(arm -> gain block against the real-only arm, arm -> gain block against the best non-GAN arm).
 
-    metrics/evaluate/<ds>.json (pipeline/classify/evaluate.py ``metrics_json``) has ``gains_vs_real_only`` and
+    results/<ds>/details.json (pipeline/classify/evaluate.py ``metrics_json``) has ``gains_vs_real_only`` and
     ``gains_vs_best_non_gan``: ``{arm: {metric: {diff, low, high, label}}}``; results/<ds>/summary.json has
     compare_arms' ``gains: {reference_name: {reference: arm, arms: {arm: {metric: {estimate, ...}}}}}``;
     simpler files write ``gains: {arm: ...}``.

@@ -101,7 +101,15 @@ def test_end_to_end_with_mlflow(tmp_path: Path, toy_cache: Path, monkeypatch: py
     assert metrics["best_non_gan"] in ("real_only", "class_weighted", "oversample", "classical")
     gain = metrics["gains_vs_real_only"]["acgan"]["macro_f1"]
     assert gain["low"] <= gain["diff"] <= gain["high"] and gain["label"] in ("gain", "no gain", "loss")
-    assert json.loads((tmp_path / "metrics" / "toy.json").read_text()) == metrics
+    assert json.loads((out / "details.json").read_text()) == metrics
+    # the metrics file: a few columns per arm (dvc metrics show), gains only for the arms that use a GAN
+    headline = json.loads((tmp_path / "metrics" / "toy.json").read_text())
+    assert headline["best_non_gan"] == metrics["best_non_gan"] and set(headline) == {"best_non_gan", *ALL_ARMS}
+    assert set(headline["real_only"]) == {"macro_f1", "macro_f1_low", "macro_f1_high", "balanced_accuracy",
+                                          "minority_recall"}
+    assert set(headline["acgan"]) == set(headline["real_only"]) | {"gain_vs_real_only", "gain_vs_best_non_gan"}
+    assert headline["acgan"]["gain_vs_real_only"] == gain["diff"]
+    assert (out / "arms.png").stat().st_size > 1000
 
     # MLflow: one parent, a FINISHED child per arm and seed with the same metric names, tags and artifacts
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -125,6 +133,10 @@ def test_end_to_end_with_mlflow(tmp_path: Path, toy_cache: Path, monkeypatch: py
     assert {c.data.tags["gan"] for c in children if c.data.tags["arm"] == "synthetic_classical"} == {"acgan"}
     parent_artifacts = {a.path for a in client.list_artifacts(parent[0].info.run_id, "results")}
     assert {"results/summary.csv", "results/summary.md", "results/summary.json"} <= parent_artifacts
+    # the parent's first screen compares the arms: the headline as metrics, the chart and table at the top
+    assert {"arms.png", "summary.md", "summary.csv"} <= {a.path for a in client.list_artifacts(parent[0].info.run_id)}
+    assert parent[0].data.metrics["acgan.macro_f1"] == headline["acgan"]["macro_f1"]
+    assert parent[0].data.metrics["acgan.gain_vs_real_only"] == headline["acgan"]["gain_vs_real_only"]
 
     # every arm ran the same seeds on the same real splits (paired comparison)
     assert {c.data.tags["split_hash"] for c in children} == {summary["split_hash"]}

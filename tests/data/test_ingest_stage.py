@@ -74,8 +74,9 @@ def test_stage_writes_cache_and_leaks_no_patient_id(tmp_path: Path) -> None:
     blobs.append((tmp_path / "metrics.json").read_bytes())
     for secret in (b"P_0000", b"DOE^JANE", b"19500101", b"ACC99812", b"St Example", b"PID-1"):
         assert not any(secret in b for b in blobs), secret
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["n_images"] == 24 and metrics["patient_level_split"] is True
+    assert set(json.loads((tmp_path / "metrics.json").read_text())) == {"counts", "n_images", "quality_gate_dropped"}
+    metrics = json.loads((tmp_path / "out" / "ingest.json").read_text())
+    assert metrics["n_images"] == 24 and metrics["patient_level_split"] is True and "time_s" not in metrics
 
 
 def test_failure_leaves_no_output_and_one_line(tmp_path: Path) -> None:
@@ -90,7 +91,7 @@ def test_failure_leaves_no_output_and_one_line(tmp_path: Path) -> None:
     # with on_bad_file: skip the stage goes on and counts it
     result = ingest(tmp_path, params_file(tmp_path, root, on_bad_file="skip"))
     assert result.returncode == 0, result.stderr
-    assert json.loads((tmp_path / "metrics.json").read_text())["bad_files_skipped"] == 1
+    assert json.loads((tmp_path / "out" / "ingest.json").read_text())["bad_files_skipped"] == 1
 
 
 def test_single_class_and_missing_root(tmp_path: Path) -> None:

@@ -39,7 +39,10 @@ def test_smoke_run_writes_everything(tmp_path, toy_data, toy_params, model):
     assert [g.name for g in grids] == ["epoch_0001.png", "epoch_0002.png"]
     with Image.open(grids[-1]) as im:  # two classes: two rows of 64 px tiles (16 px upscaled)
         assert im.height == 2 * (64 + 2) + 2 and im.width > 8 * 64
-    metrics = json.loads((tmp_path / f"metrics_{model}.json").read_text())
+    headline = json.loads((tmp_path / f"metrics_{model}.json").read_text())
+    assert set(headline) == {"steps", "epochs_done", "best_epoch", "best_fd", "lowest_diversity_ratio",
+                             "images_per_s"} and headline["steps"] == 8
+    metrics = json.loads((out / "train_summary.json").read_text())
     assert metrics["epochs"] == 2 and metrics["steps"] == 8 and metrics["best_epoch"] in (1, 2)
     assert all(isinstance(metrics["final"][k], float) for k in ("loss_D", "loss_G", "D_x", "D_G_z"))
     rows = list(csv.DictReader(open(tmp_path / f"plot_{model}.csv")))
@@ -105,7 +108,7 @@ def test_ddp_two_cpu_processes(tmp_path, toy_data):
            "-m", "stages.train_gan", *stage_args(tmp_path, params)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics_acgan.json").read_text())
+    metrics = json.loads((tmp_path / "models" / "acgan" / "train_summary.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 8  # 64 images / (16 per step) = 4 steps per epoch
     state = load_checkpoint(tmp_path / "models" / "acgan" / "last.pt")
     assert len(state["rng"]) == 2  # every rank's RNG state, for an exact DDP resume
@@ -173,6 +176,6 @@ def test_ddp_time_limits_follow_rank_0s_clock(tmp_path, toy_data):
            "-m", "stages.train_gan", *stage_args(tmp_path, params)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "metrics_acgan.json").read_text())
+    metrics = json.loads((tmp_path / "models" / "acgan" / "train_summary.json").read_text())
     assert metrics["epochs_done"] == 1 and metrics["world_size"] == 2
     assert len(list((tmp_path / "runs" / "acgan" / "snapshots").glob("minute_*.pt"))) == 1

@@ -26,7 +26,10 @@ def test_dvc_form_writes_the_folder_and_the_metrics(tmp_path, toy_data, toy_chec
     monkeypatch.chdir(tmp_path)  # data/toy and models/toy/cdcgan/best.pt are relative to here
     main(["--dataset", "toy", "--gan", "cdcgan", "--params", str(params)])
     out = tmp_path / "data" / "synthetic" / "toy" / "cdcgan"
-    metrics = json.loads((tmp_path / "metrics" / "generate" / "toy_cdcgan.json").read_text())
+    headline = json.loads((tmp_path / "metrics" / "generate" / "toy_cdcgan.json").read_text())
+    assert set(headline) == {"kept", "target", "fd", "coverage"} and set(headline["fd"]) == {"value", "reference"}
+    assert sum(headline["kept"].values()) == sum(headline["target"].values()) == 14
+    metrics = json.loads((out / "details.json").read_text())
     assert metrics["totals"]["kept"] == metrics["totals"]["target"] == 14
     assert len([r for r in read_manifest(out / "manifest.csv") if r["kept"] == "true"]) == 14
     assert not (out / "metrics.json").exists()
@@ -38,7 +41,7 @@ def test_standalone_form_with_label_and_count(tmp_path, toy_data, toy_checkpoint
           "--data-dir", str(toy_data), "--params", str(params)])
     rows = read_manifest(out / "manifest.csv")
     assert [r["class"] for r in rows if r["kept"] == "true"] == ["bars"] * 3
-    assert json.loads((out / "metrics.json").read_text())["counts"]["bars"]["kept"] == 3
+    assert json.loads((out / "details.json").read_text())["counts"]["bars"]["kept"] == 3
 
 
 @pytest.mark.parametrize("case, match", [

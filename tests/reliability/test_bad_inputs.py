@@ -323,7 +323,7 @@ def test_skip_counts_bad_files_and_keeps_the_good_ones(stages, tmp_path: Path) -
     (src / "abnormal" / "abnormal_05.png").write_bytes(b"")  # one of the other class too
     result = run_ingest(stages, tmp_path)
     assert result.returncode == 0, result.stderr
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "out" / "ingest.json").read_text())  # the --metrics file: counts only
     assert metrics["bad_files_skipped"] == 6 and metrics["items_listed"] == 20 + 2
     assert metrics["n_images"] == 22 - 6
     ids = [line.split(",")[0] for line in (tmp_path / "out" / "splits.csv").read_text().splitlines()[1:]]

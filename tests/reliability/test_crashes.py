@@ -110,10 +110,10 @@ def test_generate_killed_then_rerun(stages, tmp_path: Path, empty_mlflow_db: Pat
     assert_no_open_run(crash, "generate-toy-cdcgan")
 
     out = Path("data/synthetic/toy/cdcgan")
-    same_files(reference / out, crash / out)  # manifest, every PNG and DICOM byte for byte
-    metrics = Path("metrics/generate/toy_cdcgan.json")
-    assert without(json.loads((reference / metrics).read_text()), {"throughput"}) == \
-        without(json.loads((crash / metrics).read_text()), {"throughput"})
+    same_files(reference / out, crash / out, ignore=lambda p: p.name == "details.json")  # manifest, PNG, DICOM
+    for metrics in (Path("metrics/generate/toy_cdcgan.json"), out / "details.json"):
+        assert without(json.loads((reference / metrics).read_text()), {"throughput"}) == \
+            without(json.loads((crash / metrics).read_text()), {"throughput"}), metrics
     assert leftovers(crash) == []
 
 
@@ -152,13 +152,14 @@ def test_evaluate_killed_then_rerun(stages, tmp_path: Path, empty_mlflow_db: Pat
     assert {status[r] for r in open_before} == {"KILLED"}
     assert_no_open_run(crash, "evaluate-toy")
     children = [r for r in runs(crash) if r[3].get("mlflow.parentRunId") and r[1] == "FINISHED"]
-    parent = json.loads((crash / "metrics" / "evaluate" / "toy.json").read_text())["mlflow_parent_run_id"]
+    parent = json.loads((crash / "results" / "toy" / "details.json").read_text())["mlflow_parent_run_id"]
     assert len([c for c in children if c[3]["mlflow.parentRunId"] == parent]) == 2 * 2  # every arm x seed
 
     volatile = {"time_s", "timing", "mlflow_parent_run_id", "train_time_s", "train_cpu_s", "train_time_s_mean",
                 "train_cpu_s_mean"}
-    same_files(reference / "results" / "toy", crash / "results" / "toy", ignore=lambda p: p.name == "summary.json")
-    for path in ("results/toy/summary.json", "metrics/evaluate/toy.json"):
+    same_files(reference / "results" / "toy", crash / "results" / "toy",
+               ignore=lambda p: p.name in ("summary.json", "details.json"))
+    for path in ("results/toy/summary.json", "results/toy/details.json", "metrics/evaluate/toy.json"):
         assert without(json.loads((reference / path).read_text()), volatile) == \
             without(json.loads((crash / path).read_text()), volatile), path
     assert leftovers(crash) == []

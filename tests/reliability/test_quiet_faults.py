@@ -35,7 +35,8 @@ def splits_rows(case: Path) -> list[dict]:
 
 
 def metrics(case: Path) -> dict:
-    return json.loads((case / "metrics.json").read_text())
+    """The whole ingest record (the --metrics file holds only the counts)."""
+    return json.loads((case / "out" / "ingest.json").read_text())
 
 
 def write_params(case: Path, ds: dict) -> None:

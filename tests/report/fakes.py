@@ -2,11 +2,13 @@
 
 Formats (read from their code where it exists):
 - ingest: ``pipeline.data.cache`` (meta.json, cache/<split>.npz)
-- train_gan: ``stages/train_gan.py`` (summary JSON from ``pipeline.gan.train``; loss CSV with CSV_COLUMNS)
+- train_gan: ``stages/train_gan.py`` (models/<ds>/<gan>/train_summary.json from ``pipeline.gan.train``; loss CSV
+  with CSV_COLUMNS)
 - generate: ``pipeline.data.synthetic`` (manifest.csv with MANIFEST_COLUMNS, images/syn_*.png, memorised/)
-  and metrics/generate/<ds>_<gan>.json with quality numbers and real-vs-real references
-- evaluate: metrics/evaluate/<ds>.json (arms with means, CIs and gains, the MLflow parent run id) and
+  and data/synthetic/<ds>/<gan>/details.json with quality numbers and real-vs-real references
+- evaluate: results/<ds>/details.json (arms with means, CIs and gains, the MLflow parent run id) and
   results/<ds>/predictions_<arm>.csv (image_id, actual, predicted, seed)
+The headline files under metrics/ are not written: the report does not read them.
 """
 from __future__ import annotations
 
@@ -123,11 +125,9 @@ def _gan_outputs(root: Path, dataset: str, gan: str, channels: int, px: int, rng
                 writer.writerow([Path(r["path"]).name, r["class"], r["seed"], r["nn_real_id"], r["nn_real_id"],
                                  r["nn_feature_distance"], 0.3, 0.41, r["nn_real_id"], r["nn_pixel_distance"], 0.6,
                                  0.52])
-    metrics = root / "metrics"
-    (metrics / "train_gan").mkdir(parents=True, exist_ok=True)
-    (metrics / "generate").mkdir(parents=True, exist_ok=True)
+    (root / "models" / dataset / gan).mkdir(parents=True, exist_ok=True)
     (root / "plots" / "train_gan").mkdir(parents=True, exist_ok=True)
-    (metrics / "train_gan" / f"{dataset}_{gan}.json").write_text(json.dumps({
+    (root / "models" / dataset / gan / "train_summary.json").write_text(json.dumps({
         "dataset": dataset, "model": gan, "epochs": 20, "steps": 400, "best_epoch": 15, "best_quality_fd": 3.2,
         "best_fd_per_class": {c: 3.0 for c in CLASSES}, "best_diversity_ratio_per_class": {c: 0.9 for c in CLASSES},
         "final": {"loss_D": 1.2, "loss_G": 0.9}, "images_per_s": 180.0, "device": "cpu", "world_size": 1,
@@ -140,7 +140,7 @@ def _gan_outputs(root: Path, dataset: str, gan: str, channels: int, px: int, rng
                              "D_x": 0.6, "D_G_z": 0.4, "aux_acc": 0.5 + 0.02 * e if gan == "acgan" else "",
                              "noise_std": 0.1 * (1 - e / 20), "quality_fd": 8 - 0.3 * e if e % 5 == 0 else "",
                              "diversity_ratio": 0.9 if e % 5 == 0 else "", "images_per_s": 180})
-    (metrics / "generate" / f"{dataset}_{gan}.json").write_text(json.dumps(generate_metrics(dataset, gan)))
+    (out / "details.json").write_text(json.dumps(generate_metrics(dataset, gan)))
 
 
 def _quality_block(offset: float, reference: bool) -> dict:
@@ -153,7 +153,7 @@ def _quality_block(offset: float, reference: bool) -> dict:
 
 
 def generate_metrics(dataset: str, gan: str) -> dict:
-    """metrics/generate/<ds>_<gan>.json as pipeline/generate/run.py writes it (numbers made up)."""
+    """data/synthetic/<ds>/<gan>/details.json as pipeline/generate/run.py writes it (numbers made up)."""
     per_class = {c: {"n_fake": 5, "n_train": 6, "n_val": 2, "n_fake_per_draw": 2,
                      "reference": "train_vs_val" if c != "malignant" else "none: 1 validation image(s), need >= 2",
                      **_quality_block(0.1 * i, c != "malignant")} for i, c in enumerate(CLASSES)}
@@ -205,7 +205,7 @@ def comparison(gans: tuple[str, ...], discriminator_arm: bool = False) -> dict:
 
 def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
                      discriminator_arm: bool = False) -> dict:
-    """metrics/evaluate/<ds>.json as pipeline/classify/evaluate.py ``metrics_json`` writes it."""
+    """results/<ds>/details.json as pipeline/classify/evaluate.py ``metrics_json`` writes it."""
     comp = comparison(gans, discriminator_arm)
     out = {"mlflow_parent_run_id": parent_run_id or "", "n_seeds": 2, "minority_class": "malignant",
            "best_non_gan": "classical", "time_s": 12.0, "train_time_s_mean": 1.5,
@@ -220,12 +220,11 @@ def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | N
 
 def _evaluation(root: Path, dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
                 rng: np.random.Generator, discriminator_arm: bool = False) -> None:
-    """metrics/evaluate/<ds>.json, results/<ds>/summary.json and results/<ds>/predictions/<arm>.csv."""
-    (root / "metrics" / "evaluate").mkdir(parents=True, exist_ok=True)
-    (root / "metrics" / "evaluate" / f"{dataset}.json").write_text(
-        json.dumps(evaluate_metrics(dataset, gans, parent_run_id, discriminator_arm), indent=2))
+    """results/<ds>/details.json, summary.json and predictions/<arm>.csv."""
     results = root / "results" / dataset
     (results / "predictions").mkdir(parents=True, exist_ok=True)
+    (results / "details.json").write_text(
+        json.dumps(evaluate_metrics(dataset, gans, parent_run_id, discriminator_arm), indent=2))
     truth = [c for c, n in enumerate([6, 5, 3]) for _ in range(n)]
     comp = comparison(gans, discriminator_arm)
     for arm in comp["arms"]:

@@ -29,7 +29,7 @@ def test_nothing_there_gives_not_available_sections(tmp_path: Path) -> None:
 def test_partial_outputs_name_the_missing_stage(tmp_path: Path) -> None:
     make_project(tmp_path, with_evaluation=False)
     (tmp_path / "plots" / "train_gan" / "mammo_cdcgan.csv").unlink()
-    (tmp_path / "metrics" / "generate" / "mammo_acgan.json").write_text("{not json")
+    (tmp_path / "data" / "synthetic" / "mammo" / "acgan" / "details.json").write_text("{not json")
     inputs = collect(tmp_path, "mammo")
     by_name = {g.name: g for g in inputs.gans}
     assert isinstance(by_name["cdcgan"].history, Unavailable) and by_name["cdcgan"].history.stage == "train_gan"
@@ -79,7 +79,7 @@ def test_evaluation_of_the_evaluate_stage_format(tmp_path: Path) -> None:
     assert [a.gan for a in ev.arms] == [None, None, None, "acgan", "cdcgan"]
     assert set(ev.confusion) == {"real_only", "class_weighted", "classical", "acgan", "cdcgan"}
     assert ev.confusion["acgan"].sum() == 28 and "2 seeds" in ev.confusion_note
-    # the small metrics file alone (no summary.json) is enough, and a metric can be chosen
+    # details.json alone (no summary.json) is enough, and a metric can be chosen
     (tmp_path / "results" / "mammo" / "summary.json").unlink()
     alone = collect(tmp_path, "mammo", metric="minority_recall").evaluation
     assert alone.metric == "minority_recall" and alone.arm("acgan").gain == pytest.approx(0.08)

@@ -118,7 +118,7 @@ def test_mlflow_artifacts_and_scores_go_to_the_parent_run(tmp_path: Path, monkey
     assert "Blinded review: could readers tell synthetic from real?" in index and "Dr B" in index
 
     # a parent id from another store: the run named evaluate-<dataset> is used instead, with a warning
-    evaluate_json = tmp_path / "metrics" / "evaluate" / "mammo.json"
+    evaluate_json = tmp_path / "results" / "mammo" / "details.json"
     evaluate_json.write_text(evaluate_json.read_text().replace(parent, "0" * 32))
     with pytest.warns(UserWarning, match="is not in"):
         stage("report", tmp_path, "--dataset", "mammo")

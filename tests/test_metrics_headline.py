@@ -1,0 +1,114 @@
+"""``dvc metrics show`` on the default pipeline stays readable: every stage's metrics file holds its headline only.
+
+Fixture details in each stage's format go through the stage's own ``headline_metrics`` into the paths dvc.yaml
+declares (the project's dvc.yaml and params.yaml, copied), then ``dvc metrics show --json`` is counted. Before
+the headline files, the default run showed 718 columns (283 in each evaluate file, ~230 in each generate file).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.classify.evaluate import headline_metrics as evaluate_headline
+from pipeline.classify.evaluate import uses_gan
+from pipeline.classify.metrics import HEADLINE
+from pipeline.config import load_params
+from pipeline.data.ingest import headline_metrics as ingest_headline
+from pipeline.gan.train import headline_metrics as train_gan_headline
+from pipeline.generate.run import headline_metrics as generate_headline
+from tests.conftest import REPO
+
+DVC = str(Path(sys.executable).parent / "dvc")
+CLASSES = {"mammography": ["normal", "benign", "malignant"], "cervical": ["normal", "low_grade", "high_grade"]}
+MAX_COLUMNS_PER_FILE = 50  # evaluate with the 8 default arms: 8 x 5 + 4 GAN arms x 2 gains + best_non_gan = 49
+MAX_COLUMNS_PER_DATASET = 80  # the union of one data set's files (ingest, 2 x train_gan, 2 x generate, evaluate)
+
+
+def interval(mean: float) -> dict:
+    return {"mean": mean, "low": mean - 0.05, "high": mean + 0.05}
+
+
+def evaluate_details(arms: list[str]) -> dict:
+    """results/<ds>/details.json as pipeline/classify/evaluate.py ``metrics_json`` writes it (numbers made up)."""
+    gain = {m: {"diff": 0.01, "low": -0.02, "high": 0.04, "label": "no gain"} for m in HEADLINE}
+    return {"mlflow_parent_run_id": "0" * 32, "n_seeds": 3, "minority_class": "malignant", "best_non_gan": "classical",
+            "classifier": "cnn", "time_s": 60.0, "best_epoch_mean": {a: 12.0 for a in arms},
+            "arms": {a: {m: interval(0.8) for m in HEADLINE} for a in arms},
+            "gains_vs_real_only": {a: gain for a in arms if a != "real_only"},
+            "gains_vs_best_non_gan": {a: gain for a in arms}}
+
+
+def train_summary() -> dict:
+    """models/<ds>/<gan>/train_summary.json (pipeline/gan/train.py), trimmed to what the headline reads + a few."""
+    return {"steps": 1200, "epochs": 600, "epochs_done": 600, "best_epoch": 500, "best_quality_fd": 2.2,
+            "best_diversity_ratio_per_class": {"benign": 0.68, "malignant": 0.82}, "images_per_s": 410.0,
+            "final": {"loss_D": 1.9, "diversity_ratio": 0.73}, "device": "cpu"}
+
+
+def generate_details(classes: list[str]) -> dict:
+    """data/synthetic/<ds>/<gan>/details.json (pipeline/generate/run.py), the parts the headline reads + a few."""
+    block = {m: {"value": 3.0, "reference": 4.0, "classes": classes[1:]} for m in ("fd", "kid", "coverage", "recall")}
+    return {"counts": {c: {"kept": 100, "target": 120, "generated": 300, "memorised": 1, "shortfall": 20}
+                       for c in classes[1:]},
+            "quality": {"kept": {"overall": block, "per_class": {c: block for c in classes[1:]}},
+                        "generated": {"overall": block}},
+            "throughput": {"generation_images_per_s": 900.0}}
+
+
+def ingest_details(classes: list[str]) -> dict:
+    """data/<ds>/ingest.json (pipeline/data/ingest.py), the parts the headline reads + a few."""
+    return {"counts": {s: {c: 10 for c in classes} for s in ("train", "val", "test")}, "n_images": 90,
+            "quality_gate_dropped_total": 2, "quality_gate_dropped": {c: 1 for c in classes}, "n_groups": 40}
+
+
+def flat_keys(obj: object, prefix: str = "") -> set[str]:
+    if isinstance(obj, dict):
+        return set().union(*(flat_keys(v, f"{prefix}{k}.") for k, v in obj.items())) if obj else set()
+    return {prefix.rstrip(".")}
+
+
+@pytest.fixture
+def default_run(tmp_path: Path) -> Path:
+    """A DVC project with the repository's dvc.yaml and params.yaml and headline files at the declared paths."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy2(REPO / name, tmp_path / name)
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, capture_output=True)
+    cfg = load_params(REPO / "params.yaml").extra["evaluate"]
+    files = {}
+    for ds, classes in CLASSES.items():
+        files[f"metrics/ingest/{ds}.json"] = ingest_headline(ingest_details(classes))
+        for gan in ("cdcgan", "acgan"):
+            files[f"metrics/train_gan/{ds}_{gan}.json"] = train_gan_headline(train_summary())
+            files[f"metrics/generate/{ds}_{gan}.json"] = generate_headline(generate_details(classes))
+        files[f"metrics/evaluate/{ds}.json"] = evaluate_headline(
+            evaluate_details(cfg.arms), [a for a in cfg.arms if uses_gan(a, cfg)])
+    for rel, data in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(json.dumps(data))
+    return tmp_path
+
+
+def test_dvc_metrics_show_fits_per_data_set(default_run: Path) -> None:
+    shown = subprocess.run([DVC, "metrics", "show", "--json"], cwd=default_run, capture_output=True, text=True,
+                           check=True)
+    (revision,) = json.loads(shown.stdout).values()
+    columns = {path: flat_keys(v["data"]) for path, v in revision["data"].items()}
+    assert len(columns) == 12, sorted(columns)  # 2 data sets x (ingest, 2 x train_gan, 2 x generate, evaluate)
+    too_wide = {p: len(c) for p, c in columns.items() if len(c) > MAX_COLUMNS_PER_FILE}
+    assert not too_wide, too_wide
+    for ds in CLASSES:
+        union = set().union(*(c for p, c in columns.items() if ds in p))
+        assert len(union) <= MAX_COLUMNS_PER_DATASET, (ds, len(union))
+    evaluate = columns["metrics/evaluate/mammography.json"]
+    assert {"real_only.macro_f1", "real_only.macro_f1_low", "real_only.minority_recall",
+            "acgan.gain_vs_real_only", "acgan.gain_vs_best_non_gan", "best_non_gan"} <= evaluate
+    assert "real_only.gain_vs_real_only" not in evaluate and not any("label" in c for c in evaluate)
+    assert columns["metrics/train_gan/cervical_acgan.json"] == {
+        "steps", "epochs_done", "best_epoch", "best_fd", "lowest_diversity_ratio", "images_per_s"}
+    assert {"kept.malignant", "target.malignant", "fd.value", "fd.reference", "coverage.value",
+            "coverage.reference"} <= columns["metrics/generate/mammography_acgan.json"]

@@ -100,15 +100,20 @@ def test_resume_after_sigkill_is_bitwise(tmp_path, toy_data):
     assert load_checkpoint(reference.best)["epoch"] == load_checkpoint(resumed.best)["epoch"]
 
 
-def test_ddp_two_cpu_processes(tmp_path, toy_data):
-    gan = tiny_gan_section(epochs=2, ema_decay=0.9, r1_gamma=0.5)
+def run_ddp_stage(tmp_path: Path, gan: dict) -> dict:
+    """The train_gan stage under torchrun, 2 CPU processes; returns its train summary."""
     params = write_params(tmp_path / "params.yaml", gan)
     env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_TRACKING": "0", "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "stages.train_gan", *stage_args(tmp_path, params)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "models" / "acgan" / "train_summary.json").read_text())
+    return json.loads((tmp_path / "models" / "acgan" / "train_summary.json").read_text())
+
+
+def test_ddp_two_cpu_processes(tmp_path, toy_data):
+    gan = tiny_gan_section(epochs=2, ema_decay=0.9, r1_gamma=0.5)
+    metrics = run_ddp_stage(tmp_path, gan)
     assert metrics["world_size"] == 2 and metrics["steps"] == 8  # 64 images / (16 per step) = 4 steps per epoch
     state = load_checkpoint(tmp_path / "models" / "acgan" / "last.pt")
     assert len(state["rng"]) == 2  # every rank's RNG state, for an exact DDP resume
@@ -170,12 +175,6 @@ def test_ddp_time_limits_follow_rank_0s_clock(tmp_path, toy_data):
     # on its own clock could enter the rng gather alone and hang); here both ranks stop after epoch 1
     gan = tiny_gan_section(epochs=50, max_minutes=1e-6)
     gan["watch"].update(every_epochs=0, every_minutes=1e-7)
-    params = write_params(tmp_path / "params.yaml", gan)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PIPELINE_TRACKING": "0", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "stages.train_gan", *stage_args(tmp_path, params)]
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    metrics = json.loads((tmp_path / "models" / "acgan" / "train_summary.json").read_text())
+    metrics = run_ddp_stage(tmp_path, gan)
     assert metrics["epochs_done"] == 1 and metrics["world_size"] == 2
     assert len(list((tmp_path / "runs" / "acgan" / "snapshots").glob("minute_*.pt"))) == 1

@@ -8,12 +8,28 @@ import numpy as np
 from pipeline.classify.metrics import normalise_rows
 
 
-def save_confusion_png(counts: np.ndarray, classes: list[str], title: str, path: str | Path) -> Path:
-    """Write ``path``: left the counts, right each actual class's fractions (rows: actual, columns: predicted)."""
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported late: only the stages that draw pay for it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Write ``fig`` to ``path`` (parents made) and free it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+def save_confusion_png(counts: np.ndarray, classes: list[str], title: str, path: str | Path) -> Path:
+    """Write ``path``: left the counts, right each actual class's fractions (rows: actual, columns: predicted)."""
+    plt = _pyplot()
 
     norm = normalise_rows(counts)
     k = len(classes)
@@ -32,20 +48,13 @@ def save_confusion_png(counts: np.ndarray, classes: list[str], title: str, path:
                 ax.text(j, i, fmt.format(values[i, j].item()), ha="center", va="center", fontsize=9,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)
 
 
 def save_learning_curves_png(histories: dict[int, list[dict]], monitor: str, title: str, path: str | Path) -> Path:
     """Write ``path``: left train and validation loss per epoch, right the validation scores; one line per seed,
     a dot on each seed's selected epoch (the one whose weights were kept)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     fig.subplots_adjust(left=0.07, right=0.98, bottom=0.16, top=0.84, wspace=0.25)
@@ -66,11 +75,7 @@ def save_learning_curves_png(histories: dict[int, list[dict]], monitor: str, tit
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=80)
 
 
 def save_arms_png(arms: dict[str, dict], metrics: tuple[str, ...], title: str, path: str | Path) -> Path:
@@ -78,10 +83,7 @@ def save_arms_png(arms: dict[str, dict], metrics: tuple[str, ...], title: str, p
 
     ``arms`` is ``{arm: {metric: {"mean", "low", "high"}}}`` (the details JSON's ``arms`` block).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     names = list(arms)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 1.6, 0.42 * len(names) + 1.4),
@@ -103,8 +105,4 @@ def save_arms_png(arms: dict[str, dict], metrics: tuple[str, ...], title: str, p
     axes[0].set_yticks(y, names, fontsize=8)
     axes[0].invert_yaxis()
     fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=100)

@@ -95,7 +95,7 @@ def write_strip(samples: Path, rows: list[dict], path: Path) -> None:
     for i, (r, im) in enumerate(grids):
         strip.paste(im, (i * w, 16))
         draw.text((i * w + 4, 2), f"{r['minutes']:.0f} min, {r['steps']} steps", fill="black")
-    strip.save(path)
+    strip.quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)  # a palette keeps long strips small
 
 
 if __name__ == "__main__":

@@ -132,11 +132,42 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def option_value(argv: list[str], names: tuple[str, ...], default: str) -> str:
+    """The value of ``--opt V`` or ``--opt=V`` in a list of pass-through options (the last one wins)."""
+    value = default
+    for i, arg in enumerate(argv):
+        if arg in names and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.split("=", 1)[0] in names and "=" in arg:
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def runs_table_urls(uri: str, base_url: str) -> list[str]:
+    """One line per pipeline experiment: its runs table (MLflow 3's ``#/experiments/<id>/runs``), which shows
+    the evaluate parent run's headline per-arm metrics, rather than the experiment's GenAI overview page."""
+    import mlflow
+
+    from pipeline.tracking import EXPERIMENT_PREFIX
+
+    experiments = mlflow.MlflowClient(uri).search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}-%'")
+    return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs" for e in sorted(experiments, key=lambda e: e.name)]
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
-    """``mlflow ui`` on the pipeline's store (the sqlite file this checkout's stages write to)."""
+    """``mlflow ui`` on the pipeline's store (the sqlite file this checkout's stages write to); prints the
+    address of each data set's runs table first."""
     from pipeline.tracking import tracking_uri
 
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", tracking_uri(), *args.mlflow_args]
+    uri = tracking_uri()
+    host = option_value(args.mlflow_args, ("--host", "-h"), "127.0.0.1")
+    port = option_value(args.mlflow_args, ("--port", "-p"), "5000")
+    urls = runs_table_urls(uri, f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}")
+    print("runs tables (open one once the server is up):" if urls else
+          "no pipeline experiment in this store yet: run `dvc repro` first", file=sys.stderr)
+    for line in urls:
+        print(f"  {line}", file=sys.stderr)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, *args.mlflow_args]
     print(" ".join(command[1:]), file=sys.stderr)
     os.execv(command[0], command)
     return 0  # not reached

@@ -122,10 +122,23 @@ def test_report_build_print_open_and_score_review_end_to_end(tmp_path, monkeypat
     assert "datasets.nope: no such data set" in wrong.stderr
 
 
-def test_ui_runs_mlflow_ui_on_the_pipelines_store(monkeypatch, tmp_path):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+def test_ui_runs_mlflow_ui_on_the_pipelines_store(monkeypatch, tmp_path, capsys):
+    """mlflow ui on the pipeline's store, after one line per data set with the address of its runs table
+    (``#/experiments/<id>/runs``: MLflow 3 otherwise opens an experiment on its GenAI overview)."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    client = mlflow.MlflowClient(uri)
+    ids = {name: client.create_experiment(name) for name in ("medsynth-herlev", "medsynth-mias", "someone-else")}
     calls = []
     monkeypatch.setattr(cli.os, "execv", lambda path, argv: calls.append(argv))
     cli.main(["ui", "--port", "5001"])
-    assert calls == [[sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{tmp_path / 'm.db'}",
-                      "--port", "5001"]]
+    assert calls == [[sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--port", "5001"]]
+    lines = capsys.readouterr().err.splitlines()
+    assert f"  medsynth-herlev: http://127.0.0.1:5001/#/experiments/{ids['medsynth-herlev']}/runs" in lines
+    assert f"  medsynth-mias: http://127.0.0.1:5001/#/experiments/{ids['medsynth-mias']}/runs" in lines
+    assert not any("someone-else" in line for line in lines)
+    cli.main(["ui", "--host=0.0.0.0"])  # a server for the network is still opened from this machine
+    assert f"  medsynth-mias: http://127.0.0.1:5000/#/experiments/{ids['medsynth-mias']}/runs" in \
+        capsys.readouterr().err.splitlines()

@@ -112,3 +112,89 @@ def test_dvc_metrics_show_fits_per_data_set(default_run: Path) -> None:
         "steps", "epochs_done", "best_epoch", "best_fd", "lowest_diversity_ratio", "images_per_s"}
     assert {"kept.malignant", "target.malignant", "fd.value", "fd.reference", "coverage.value",
             "coverage.reference"} <= columns["metrics/generate/mammography_acgan.json"]
+
+
+TOY_STAGE = """\
+import csv, json, sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, sys.argv[1])
+from pipeline.classify.evaluate import headline_metrics
+from tests.test_metrics_headline import evaluate_details
+
+epochs = yaml.safe_load(Path("params.yaml").read_text())["toy"]["epochs"]
+details = evaluate_details(["real_only", "classical", "acgan"])
+details["arms"]["acgan"]["macro_f1"] = {"mean": 0.5 + 0.1 * epochs, "low": 0.4, "high": 0.9}
+Path("metrics").mkdir(exist_ok=True)
+Path("metrics/evaluate.json").write_text(json.dumps(headline_metrics(details, ["acgan"])))
+Path("plots").mkdir(exist_ok=True)
+with open("plots/loss.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["epoch", "loss_D"])
+    w.writerows([e, round(2.0 / (e + epochs), 4)] for e in range(1, 6))
+Path("predictions").mkdir(exist_ok=True)
+with open("predictions/acgan_seed0.csv", "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["image_id", "actual", "predicted"])
+    w.writerows([i, "benign", "benign" if i < 3 + epochs else "malignant"] for i in range(8))
+"""
+
+TOY_DVC_YAML = """\
+stages:
+  evaluate:
+    cmd: python stage.py {repo}
+    deps: [stage.py]
+    params: [toy]
+    outs: [predictions]
+    metrics:
+      - metrics/evaluate.json: {{cache: false}}
+    plots:
+      - plots/loss.csv: {{x: epoch, y: loss_D}}
+plots:
+  - predictions:
+      template: confusion
+      x: actual
+      y: predicted
+"""
+
+
+@pytest.mark.slow
+def test_dvc_exp_show_metrics_diff_and_plots_diff_compare_two_experiments(tmp_path: Path) -> None:
+    """Two ``dvc exp run -S`` experiments of a stage that writes the evaluate headline, a loss curve and prediction
+    CSVs declared as in dvc.yaml: ``dvc exp show`` lists both with readable columns, ``dvc metrics diff`` names the
+    metric that changed, ``dvc plots diff`` renders the curve and the confusion matrix for each experiment."""
+    from tests.test_scaling import git_commit_all, git_dvc_repo, sh, tool_env
+
+    repo = git_dvc_repo(tmp_path / "repo")
+    (repo / "params.yaml").write_text("toy:\n  epochs: 0\n")
+    (repo / "stage.py").write_text(TOY_STAGE)
+    (repo / "dvc.yaml").write_text(TOY_DVC_YAML.format(repo=REPO))
+    (repo / ".gitignore").write_text("/predictions\n")
+    git_commit_all(repo, "toy stage")
+    env = tool_env()
+    for name, epochs in (("short", 1), ("long", 3)):
+        sh([DVC, "exp", "run", "-q", "-n", name, "-S", f"toy.epochs={epochs}"], repo, env)
+
+    shown = json.loads(sh([DVC, "exp", "show", "--json"], repo, env))
+    experiments = {e["name"]: e for rev in shown for e in (rev.get("experiments") or [])}
+    assert {"short", "long"} <= set(experiments), sorted(experiments)
+    for name, epochs in (("short", 1), ("long", 3)):
+        (exp,) = experiments[name]["revs"]
+        metrics = exp["data"]["metrics"]["metrics/evaluate.json"]["data"]
+        assert metrics["acgan"]["macro_f1"] == pytest.approx(0.5 + 0.1 * epochs)
+        assert exp["data"]["params"]["params.yaml"]["data"]["toy"]["epochs"] == epochs
+    table = sh([DVC, "exp", "show", "--csv", "--only-changed"], repo, env).splitlines()
+    assert len(table[0].split(",")) <= 40, table[0]  # readable: only what differs between the experiments
+
+    diff = json.loads(sh([DVC, "metrics", "diff", "short", "long", "--json"], repo, env))
+    changed = diff["metrics/evaluate.json"]
+    assert changed["acgan.macro_f1"]["old"] == pytest.approx(0.6) and changed["acgan.macro_f1"]["new"] == pytest.approx(0.8)
+    assert "real_only.macro_f1" not in changed  # unchanged metrics are left out
+
+    plots = json.loads(sh([DVC, "plots", "diff", "short", "long", "--json"], repo, env))["data"]
+    assert {"plots/loss.csv", "predictions/acgan_seed0.csv"} <= set(plots), sorted(plots)
+    for name, rendered in plots.items():
+        revisions = {r for p in rendered for r in p.get("revisions", [])}
+        assert {"short", "long"} <= revisions, (name, revisions)

@@ -47,6 +47,7 @@ from pipeline.classify.stats import compare_arms
 from pipeline.data.cache import SplitArrays, atomic_dir, load_meta, load_split, write_json_atomic
 from pipeline.data.synthetic import assert_real_only, is_synthetic_id, load_synthetic
 from pipeline.errors import ConfigError, DataError
+from pipeline.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -418,7 +419,6 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
     ``models_dir`` holds the trained GANs (``<gan>/best.pt``); only the discriminator arms read it.
     """
     from sklearn.metrics import confusion_matrix
-    from tqdm import tqdm
 
     start = time.perf_counter()
     data_dir, synthetic_dir = Path(data_dir), Path(synthetic_dir)
@@ -459,8 +459,8 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
         runs: dict[tuple[str, int], RunOutput] = {}
         reports: dict[tuple[str, int], dict] = {}
         y_test = splits["test"].labels
-        for run in tqdm(run_jobs(jobs, state, workers, threads), total=len(jobs), desc=f"evaluate {dataset}",
-                        disable=None):
+        for run in progress(run_jobs(jobs, state, workers, threads), total=len(jobs), desc=f"evaluate {dataset}",
+                            unit="fit"):
             report = classification_report(y_test, run.proba, classes, minority)
             counts = confusion_matrix(y_test, run.proba.argmax(axis=1), labels=list(range(len(classes))))
             runs[(run.arm, run.seed)], reports[(run.arm, run.seed)] = run, report

@@ -10,6 +10,7 @@ may run stages side by side on one ``mlflow.db``). With tracking off (param, or 
 """
 from __future__ import annotations
 
+import json
 import dataclasses
 import logging
 import os
@@ -29,6 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT_PREFIX = "medsynth"
 # MLflow 3's UI opens an experiment on its GenAI overview unless this tag says it holds model training runs.
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+# MLflow UI "shared views": an experiment tag holding a runs-table state (filter, order, columns) as JSON, opened by
+# #/experiments/<id>/runs?viewStateShareKey=<key> (what the UI's Share button writes; plain JSON is accepted).
+SHARED_VIEW_PREFIX = "mlflow.sharedViewState."
+ARMS_VIEW = "arms"  # the evaluate runs with one column per arm: what `medsynth ui` opens
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 _READY_STORES: set[str] = set()
@@ -184,6 +189,18 @@ class Tracker:
             import mlflow
 
             with_retry(mlflow.set_tags, {k: str(v) for k, v in tags.items()})
+
+    def share_runs_view(self, key: str, search_filter: str, metric_columns: list[str]) -> None:
+        """Save a runs-table view of this run's experiment (filter, newest first, these metric columns) under
+        ``key``: the UI opens it at ``#/experiments/<id>/runs?viewStateShareKey=<key>``."""
+        if self.enabled:
+            import mlflow
+
+            state = {"searchFilter": search_filter, "orderByKey": "attributes.start_time", "orderByAsc": False,
+                     "selectedColumns": ["tags.`dataset`", *(f"metrics.`{m}`" for m in metric_columns)]}
+            client = mlflow.MlflowClient()
+            experiment_id = with_retry(client.get_run, self.run_id).info.experiment_id
+            with_retry(client.set_experiment_tag, experiment_id, SHARED_VIEW_PREFIX + key, json.dumps(state))
 
     def log_torch_model(self, model: Any, name: str, input_example: dict[str, Any], fallback_file: str | Path,
                         metadata: dict[str, Any] | None = None) -> str:

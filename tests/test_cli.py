@@ -139,6 +139,9 @@ def test_ui_runs_mlflow_ui_on_the_pipelines_store(monkeypatch, tmp_path, capsys)
     assert f"  medsynth-herlev: http://127.0.0.1:5001/#/experiments/{ids['medsynth-herlev']}/runs" in lines
     assert f"  medsynth-mias: http://127.0.0.1:5001/#/experiments/{ids['medsynth-mias']}/runs" in lines
     assert not any("someone-else" in line for line in lines)
+    client.set_experiment_tag(ids["medsynth-mias"], "mlflow.sharedViewState.arms", "{}")  # as evaluate saves it
     cli.main(["ui", "--host=0.0.0.0"])  # a server for the network is still opened from this machine
-    assert f"  medsynth-mias: http://127.0.0.1:5000/#/experiments/{ids['medsynth-mias']}/runs" in \
-        capsys.readouterr().err.splitlines()
+    lines = capsys.readouterr().err.splitlines()
+    assert f"  medsynth-mias: http://127.0.0.1:5000/#/experiments/{ids['medsynth-mias']}/runs?viewStateShareKey=arms" \
+        in lines
+    assert f"  medsynth-herlev: http://127.0.0.1:5000/#/experiments/{ids['medsynth-herlev']}/runs" in lines

@@ -395,6 +395,10 @@ def log_parent_summary(parent: tracking.Tracker, headline: dict, timing: dict, o
     parent.log_metrics(_flat(headline))
     parent.log_metrics({k: v for k, v in timing.items() if k.startswith(("time_s", "train_"))})
     parent.set_tags({"best_non_gan": headline["best_non_gan"]})
+    arms = [a for a, v in headline.items() if isinstance(v, dict)]
+    parent.share_runs_view(tracking.ARMS_VIEW, "tags.stage = 'evaluate' and attributes.status = 'FINISHED'",
+                           [f"{a}.macro_f1" for a in arms]
+                           + [f"{a}.gain_vs_best_non_gan" for a in arms if "gain_vs_best_non_gan" in headline[a]])
     for name in ("arms.png", "summary.md", "summary.csv"):
         if (out_dir / name).is_file():
             parent.log_artifact(out_dir / name)

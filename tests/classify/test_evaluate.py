@@ -137,6 +137,12 @@ def test_end_to_end_with_mlflow(tmp_path: Path, toy_cache: Path, monkeypatch: py
     assert {"arms.png", "summary.md", "summary.csv"} <= {a.path for a in client.list_artifacts(parent[0].info.run_id)}
     assert parent[0].data.metrics["acgan.macro_f1"] == headline["acgan"]["macro_f1"]
     assert parent[0].data.metrics["acgan.gain_vs_real_only"] == headline["acgan"]["gain_vs_real_only"]
+    # and the experiment keeps a runs-table view with one macro-F1 column per arm (medsynth ui opens it)
+    view = json.loads(client.get_experiment(experiment.experiment_id).tags["mlflow.sharedViewState.arms"])
+    columns = [c for c in view["selectedColumns"] if c.startswith("metrics.")]
+    assert all(c[len("metrics.`"):-1] in parent[0].data.metrics for c in columns), columns
+    assert {"metrics.`real_only.macro_f1`", "metrics.`acgan.macro_f1`",
+            "metrics.`acgan.gain_vs_best_non_gan`"} <= set(columns)
 
     # every arm ran the same seeds on the same real splits (paired comparison)
     assert {c.data.tags["split_hash"] for c in children} == {summary["split_hash"]}

@@ -55,3 +55,40 @@ def test_parallel_jobs_run_pinned_side_by_side_and_a_failure_stops_with_its_log(
     failing = [("generate@d-g", [sys.executable, "-c", probe.format(code=3)])]
     with pytest.raises(SystemExit, match=r"generate@d-g failed \(exit 3\); see .*generate_d-g.log"):
         study.run_parallel(failing, cores, tmp_path / "logs", tmp_path)
+
+
+table_spec = importlib.util.spec_from_file_location("study_table", REPO / "scripts" / "study_table.py")
+study_table = importlib.util.module_from_spec(table_spec)
+table_spec.loader.exec_module(study_table)
+
+
+def test_study_table_says_gain_only_when_the_interval_excludes_zero(tmp_path):
+    assert study_table.verdict({"diff": 0.02, "low": 0.001, "high": 0.04}) == "gain"
+    assert study_table.verdict({"diff": -0.02, "low": -0.04, "high": -0.001}) == "loss"
+    assert study_table.verdict({"diff": 0.02, "low": -0.01, "high": 0.05}).startswith("no difference shown")
+    assert study_table.verdict(None) == "not measured"
+
+    interval = {"mean": 0.6, "low": 0.55, "high": 0.65}
+    gains = {"macro_f1": {"diff": 0.03, "low": -0.01, "high": 0.07}, "minority_recall": {"diff": 0.1, "low": 0.02,
+                                                                                          "high": 0.2}}
+    (tmp_path / "results" / "toy").mkdir(parents=True)
+    (tmp_path / "results" / "toy" / "details.json").write_text(json.dumps({
+        "n_seeds": 10, "minority_class": "rare", "time_s": 60, "best_non_gan": "classical",
+        "arms": {a: {"macro_f1": interval} for a in ("real_only", "classical", "cdcgan")},
+        "gains_vs_real_only": {"classical": gains, "cdcgan": gains}, "gains_vs_best_non_gan": {"cdcgan": gains}}))
+    gan_dir = tmp_path / "data" / "synthetic" / "toy" / "cdcgan"
+    gan_dir.mkdir(parents=True)
+    (gan_dir / "details.json").write_text(json.dumps({
+        "counts": {"rare": {"kept": 40, "generated": 50}},
+        "quality": {"kept": {"overall": {"fd": {"value": 30.0, "reference": 20.0},
+                                         "coverage": {"value": 0.3, "reference": 0.5}}}}}))
+    (gan_dir / "samples.png").write_bytes(b"png")
+    grids = study_table.copy_grids(tmp_path, "toy", tmp_path)
+    timing = {"preset": "presets/toy.yaml", "cores": 2, "total_seconds": 600,
+              "phases": {"train_gan": {"seconds": 540}, "evaluate_and_report": {"seconds": 60}}}
+    text = study_table.render(tmp_path, "toy", grids, timing)
+    assert "- cdcgan: macro-F1 +0.030 [-0.010, +0.070] (no difference shown (interval spans 0)); " \
+           "minority recall +0.100 [+0.020, +0.200] (gain)" in text
+    assert "| cdcgan | - | - | - | rare 40/50 | 30.00 (1.50x real-vs-real) | 0.30 (0.60x real-vs-real) |" in text
+    assert "![toy cdcgan kept images](toy_cdcgan_kept.png)" in text and (tmp_path / "toy_cdcgan_kept.png").is_file()
+    assert "| train_gan | 9.0 |" in text and "| total | 10.0 |" in text

@@ -378,7 +378,7 @@ def test_dvc_queue_runs_two_experiments_in_parallel_into_one_mlflow_store(tmp_pa
     open their MLflow run against one sqlite file at the same moment: pipeline.tracking's retry on
     "database is locked" has to carry them. The store is created before the queue starts, as a shared store
     is: two processes that both create a fresh sqlite store at once fail with "table ... already exists"
-    (MLflow's schema migration is not safe to run concurrently; see the Scaling up section of the README).
+    (MLflow's schema migration is not safe to run concurrently; see docs/SCALING.md).
     """
     import mlflow
 

@@ -4,7 +4,7 @@ and no half-written output. Plus ``on_bad_file: skip``, and hypothesis fuzzing o
 The cases run as ``python -m stages.<name> ...`` commands through the session's stage server (stagerun.py,
 milliseconds per command instead of seconds of imports); ``test_server_answers_like_python_m`` checks one
 against a real ``python -m``. Paths are relative to the case folder, so the messages read as in the fault table of
-docs/reliability.md.
+docs/RELIABILITY.md.
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ A_DCM = "src/normal/film_normal_00.dcm"
 A_PGM = "src/mdb003.pgm"
 
 # id -> (data set, params overrides, damage(src folder), words the one line must hold). Read
-# docs/reliability.md for the line each gives.
+# docs/RELIABILITY.md for the line each gives.
 INGEST_CASES: dict[str, tuple] = {
     "png_corrupt": ("cells", {}, lambda s: (s / "normal/normal_00.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 500),
                     [A_PNG, "cannot decode image", "re-export it or remove it"]),

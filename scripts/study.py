@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> None:
     phase("ingest", timing, lambda: dvc(["repro", *[n for n in names if n.startswith("ingest@")]], repo) and None)
     for kind in ("train_gan", "generate"):
         def parallel(kind=kind):
-            todo = stale([n for n, _ in stage_jobs(names, kind)], repo)
-            seconds = run_parallel([j for j in stage_jobs(names, kind) if j[0] in todo], cores, log_dir, repo)
+            jobs = stage_jobs(names, kind)
+            todo = stale([name for name, _ in jobs], repo)
+            seconds = run_parallel([job for job in jobs if job[0] in todo], cores, log_dir, repo)
             if todo:
                 dvc(["commit", "-f", *todo], repo)
             return seconds

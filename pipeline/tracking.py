@@ -83,7 +83,7 @@ def end_runs_of_dead_processes(client: Any, experiment_id: str, keep: str | None
     """End as KILLED every RUNNING run of the experiment that a process of this host started and that process
     is gone (SIGKILL, out-of-memory killer, power cut); returns their ids. Runs of live processes, of other
     hosts and ``keep`` (a run about to be resumed) are left alone."""
-    from pipeline.data.cache import process_exists
+    from pipeline.io import process_exists
 
     host, ended = socket.gethostname(), []
     for run in with_retry(client.search_runs, [experiment_id], filter_string="attributes.status = 'RUNNING'",

@@ -54,7 +54,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from pipeline.data.cache import write_bytes_atomic  # noqa: E402
+from pipeline.io import write_bytes_atomic  # noqa: E402
 from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
 from pipeline.gan.precision import cpu_flags, has_cpu_bf16, use_cpu_bf16  # noqa: E402

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.data.cache import write_json_atomic
+from pipeline.io import write_json_atomic
 from pipeline.errors import ConfigError
 from pipeline.generate.config import GenerateConfig  # registers the generate section
 from pipeline.generate.run import generate_synthetic, headline_metrics, log_to_mlflow, write_outputs

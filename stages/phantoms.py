@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from pipeline.config import load_params
-from pipeline.data.cache import atomic_dir
+from pipeline.io import atomic_dir
 from pipeline.data.phantoms import write_cell_phantoms, write_mammography_phantoms
 from stages._common import parser, run
 

@@ -12,41 +12,19 @@ images/s) and ``plots/train_gan/<dataset>_<model>.csv``.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import math
 import shutil
 import sys
 from pathlib import Path
 
 from pipeline.config import dataset as dataset_config
 from pipeline.config import load_params
-from pipeline.data.cache import atomic_dir, write_bytes_atomic, write_json_atomic
 from pipeline.gan.config import MODELS
 from pipeline.gan.train import headline_metrics, train_gan
+from pipeline.io import atomic_dir, write_csv_atomic, write_json_atomic
 from stages._common import check_writable, error_line
 
 CSV_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
                "diversity_ratio", "images_per_s")
-
-
-def finite_or_none(obj: object) -> object:
-    """JSON has no inf/nan: DVC would not parse them."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite_or_none(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [finite_or_none(v) for v in obj]
-    return obj
-
-
-def write_csv_atomic(path: Path, rows: list[dict]) -> None:
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(finite_or_none(r) for r in rows)
-    write_bytes_atomic(path, text.getvalue().encode())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             (out / "samples").mkdir()
             for png in result.samples:
                 shutil.copy2(png, out / "samples" / png.name)
-            write_json_atomic(out / "train_summary.json", finite_or_none(result.summary))
-        write_json_atomic(metrics_path, finite_or_none(headline_metrics(result.summary)))
-        write_csv_atomic(plots_path, result.history)
+            write_json_atomic(out / "train_summary.json", result.summary)
+        write_json_atomic(metrics_path, headline_metrics(result.summary))
+        write_csv_atomic(plots_path, result.history, CSV_COLUMNS, blank_nonfinite=True)
     except Exception as exc:  # one line, no traceback: bad input, full disk, unwritable folder (error_line)
         line = error_line(exc)
         if line is None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from pipeline.data.cache import SplitArrays
+from pipeline import names
 from pipeline.errors import DataError
 
 if TYPE_CHECKING:
@@ -169,9 +170,8 @@ ARMS: dict[str, Callable[[SplitArrays, ArmContext], TrainSet]] = {
     "synthetic_classical": synthetic_classical,
     "acgan_discriminator": acgan_discriminator,
 }
-DISCRIMINATOR_ARMS = ("acgan_discriminator",)  # arms that start from a GAN's discriminator (need its checkpoint)
 
 
 def arm_gan(arm: str, cfg: EvaluateConfig) -> str | None:
     """The GAN whose synthetic images ``arm`` adds (None for the arms without synthetic images)."""
-    return {"cdcgan": "cdcgan", "acgan": "acgan", "synthetic_classical": cfg.synthetic_classical_gan}.get(arm)
+    return names.arm_gan(arm, cfg.synthetic_classical_gan)

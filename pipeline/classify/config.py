@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.classify.arms import ARMS
 from pipeline.config import register_section, rng
 from pipeline.errors import ConfigError
+from pipeline.names import ARMS
 
-DEFAULT_ARMS = ["real_only", "class_weighted", "oversample", "classical", "cdcgan", "acgan", "synthetic_classical",
-                "acgan_discriminator"]
+DEFAULT_ARMS = list(ARMS)
 
 
 NETWORKS = ("cnn", "monai_resnet", "monai_densenet")

@@ -22,7 +22,6 @@ metric names in every child, so the UI's compare view lines them up.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
 import json
@@ -39,12 +38,14 @@ from typing import Iterator
 import numpy as np
 
 from pipeline import tracking
-from pipeline.classify.arms import ARMS, DISCRIMINATOR_ARMS, ArmContext, TrainSet, arm_gan
+from pipeline.classify.arms import ARMS, ArmContext, TrainSet, arm_gan
 from pipeline.classify.config import EvaluateConfig
 from pipeline.classify.metrics import HEADLINE, classification_report, normalise_rows
 from pipeline.classify.plots import save_arms_png, save_confusion_png, save_learning_curves_png
 from pipeline.classify.stats import compare_arms
-from pipeline.data.cache import SplitArrays, atomic_dir, load_meta, load_split, write_json_atomic
+from pipeline.data.cache import SplitArrays, load_meta, load_split
+from pipeline.io import atomic_dir, json_safe, write_csv_atomic, write_json_atomic
+from pipeline.names import DISCRIMINATOR_ARMS
 from pipeline.data.synthetic import assert_real_only, is_synthetic_id, load_synthetic
 from pipeline.errors import ConfigError, DataError
 from pipeline.progress import progress
@@ -228,14 +229,6 @@ def prediction_rows(run: RunOutput, test: SplitArrays, classes: list[str]) -> li
             for i, a, p, probs in zip(test.image_ids, test.labels, pred, run.proba)]
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def _fmt(iv: dict) -> str:
     return f"{iv['estimate']:.3f} [{iv['low']:.3f}, {iv['high']:.3f}]"
 
@@ -321,18 +314,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _json_safe(obj: object) -> object:
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, (np.floating, np.integer)):
-        return _json_safe(obj.item())
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
 def _log_child(parent: tracking.Tracker, run: RunOutput, report: dict, counts: np.ndarray, classes: list[str],
                tags: dict, params: dict, dataset: str) -> None:
     with tracking.start_child_run(parent, f"{run.arm}-seed{run.seed}", params=params,
@@ -364,10 +345,10 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
     labels = list(range(len(classes)))
     with atomic_dir(out_dir) as out:
         for arm in cfg.arms:
-            write_csv(out / "predictions" / f"{arm}.csv",
+            write_csv_atomic(out / "predictions" / f"{arm}.csv",
                       [r for s in cfg.seeds for r in prediction_rows(runs[(arm, s)], test, classes)])
             for s in cfg.seeds:
-                write_csv(out / "curves" / f"{arm}-seed{s}.csv", runs[(arm, s)].history)
+                write_csv_atomic(out / "curves" / f"{arm}-seed{s}.csv", runs[(arm, s)].history)
             save_learning_curves_png({s: runs[(arm, s)].history for s in cfg.seeds}, cfg.budget.monitor,
                                      f"{dataset} {arm}: {cfg.classifier.network}, real validation split",
                                      out / "curve_images" / f"{arm}.png")
@@ -375,7 +356,7 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
                          for s in cfg.seeds)
             save_confusion_png(pooled, classes, f"{dataset} {arm}: real test split, pooled over {len(cfg.seeds)} seeds",
                                out / "confusion" / f"{arm}.png")
-        write_csv(out / "summary.csv", rows)
+        write_csv_atomic(out / "summary.csv", rows)
         (out / "summary.md").write_text(f"# evaluate {dataset}\n\n{table}\nMinority class: {classes[minority]}. "
                                         f"Seeds: {cfg.seeds}. Labels: gain = interval above 0, loss = below 0, "
                                         f"no gain = it contains 0.\n\nNetwork: {cfg.classifier.describe()}. "
@@ -494,14 +475,14 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
                 "params_hash": p_hash, "n_test": len(y_test),
                 "n_synthetic": {gan: len(s) for gan, s in synthetic.items()}}
         rows, table = summary_table(comparison, cfg.arms)
-        summary = _json_safe({**info, "mlflow_parent_run_id": parent.run_id, "timing": timing,
+        summary = json_safe({**info, "mlflow_parent_run_id": parent.run_id, "timing": timing,
                               "method": "two-way percentile bootstrap over seeds and class-stratified test images; "
                                         "see pipeline/classify/stats.py", **comparison,
                               "runs": [{"arm": a, "seed": s, **reports[(a, s)],
                                         **{k: v for k, v in dataclasses.asdict(runs[(a, s)]).items()
                                            if k not in ("proba", "history", "arm", "seed")}}
                                        for a in cfg.arms for s in cfg.seeds]})
-        details = _json_safe(metrics_json(comparison, parent.run_id, {
+        details = json_safe(metrics_json(comparison, parent.run_id, {
             "n_seeds": len(cfg.seeds), "minority_class": classes[minority], "best_non_gan": best_non_gan,
             "classifier": cfg.classifier.network, "classifier_detail": cfg.classifier.describe(),
             "selection": selection_rule(cfg),

@@ -21,7 +21,8 @@ import numpy as np
 
 from pipeline.config import DatasetConfig, SourceConfig
 from pipeline.data import preprocess
-from pipeline.data.cache import SplitArrays, atomic_dir, save_split, write_json_atomic
+from pipeline.data.cache import SplitArrays, save_split
+from pipeline.io import atomic_dir, write_json_atomic
 from pipeline.data.imageio import border_colour, peek_alpha, read_image
 from pipeline.data.readers import Item, Listing, list_items
 from pipeline.data.records import hash_patient

@@ -39,7 +39,7 @@ from scipy import ndimage
 from scipy.special import expit
 
 from pipeline.config import PhantomConfig
-from pipeline.data.cache import atomic_dir
+from pipeline.io import atomic_dir
 from pipeline.errors import ConfigError, DataError
 
 __all__ = ["write_mammography_phantoms", "write_cell_phantoms"]

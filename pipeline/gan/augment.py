@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from pipeline.names import policy_names
+
 
 def rand_brightness(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.rand(x.size(0), 1, 1, 1, dtype=x.dtype, device=x.device) - 0.5)
@@ -72,10 +74,6 @@ AUGMENT_FNS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
     "translation": [rand_translation],
     "cutout": [rand_cutout],
 }
-
-
-def policy_names(policy: str) -> list[str]:
-    return [p.strip() for p in policy.split(",") if p.strip()]
 
 
 def diff_augment(x: torch.Tensor, policy: str = "", p: float = 1.0) -> torch.Tensor:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.data.cache import torch_save_atomic
+from pipeline.io import torch_save_atomic
 from pipeline.errors import DataError
 from pipeline.gan.models import Generator
 

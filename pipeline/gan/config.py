@@ -11,11 +11,9 @@ from typing import Literal
 
 from pipeline.config import register_section, rng
 from pipeline.errors import ConfigError
-from pipeline.gan.augment import AUGMENT_FNS, policy_names
-from pipeline.gan.losses import LOSSES
-from pipeline.gan.stabilise import NOISE_SCHEDULES, SMOOTHING
+from pipeline.names import DIFFAUGMENT_POLICIES, GAN_LOSSES, GANS, LABEL_SMOOTHING, NOISE_SCHEDULES, policy_names
 
-MODELS = ("cdcgan", "acgan")
+MODELS = GANS
 
 
 @dataclass
@@ -48,7 +46,7 @@ class TrainConfig:
     lr_d: float = field(default=2e-4, metadata=rng(0.0, 1.0))  # Adam learning rate of D (TTUR: set apart)
     beta1: float = field(default=0.5, metadata=rng(0.0, 1.0))
     beta2: float = field(default=0.999, metadata=rng(0.0, 1.0))
-    loss: str = field(default="non_saturating", metadata={"choices": list(LOSSES)})  # adversarial loss
+    loss: str = field(default="non_saturating", metadata={"choices": list(GAN_LOSSES)})  # adversarial loss
     r1_gamma: float = field(default=0.0, metadata=rng(0.0, 1000.0))  # R1 penalty on real inputs; 0 = off
     ema_decay: float = field(default=0.0, metadata=rng(0.0, 0.99999))  # EMA of G weights; 0 = off (e.g. 0.999)
     diffaugment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = off
@@ -85,9 +83,9 @@ class TrainConfig:
             raise ConfigError(f"{where}: {prefix}.cond_transition_steps: {steps} must be "
                               f"[start, end] G steps with 0 <= start <= end ([0, 0] = off)")
         for name in policy_names(self.diffaugment):
-            if name not in AUGMENT_FNS:
+            if name not in DIFFAUGMENT_POLICIES:
                 raise ConfigError(f"{where}: {prefix}.diffaugment: unknown policy {name!r}; "
-                                  f"use a comma-separated list of {', '.join(AUGMENT_FNS)}")
+                                  f"use a comma-separated list of {', '.join(DIFFAUGMENT_POLICIES)}")
 
 
 @dataclass
@@ -98,7 +96,7 @@ class StabiliseConfig:
     instance_noise_schedule: str = field(default="linear", metadata={"choices": list(NOISE_SCHEDULES)})
     instance_noise_decay_epochs: int = field(default=100, metadata=rng(1, 100000))  # std is 0 from here on
     g_layer_noise_std: float = field(default=0.1, metadata=rng(0.0, 10.0))  # Gaussian noise after each G layer
-    label_smoothing: str = field(default="two_sided", metadata={"choices": list(SMOOTHING)})  # D target scheme
+    label_smoothing: str = field(default="two_sided", metadata={"choices": list(LABEL_SMOOTHING)})  # D target scheme
     real_target_range: list[float] = field(default_factory=lambda: [0.8, 1.2])  # soft real targets, uniform
     fake_target_range: list[float] = field(default_factory=lambda: [0.0, 0.3])  # soft fake targets (two_sided)
     label_flip_prob: float = field(default=0.05, metadata=rng(0.0, 0.5))  # swap a D target's side; 0 = off

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
 from pipeline.errors import ConfigError
+from pipeline.names import GANS
 
 MAX_WIDTH_MULT = 8  # widest layer = 8 x base channels, as in DCGAN
 UPSAMPLES = ("transposed", "nearest")
@@ -312,8 +313,8 @@ def build_models(model: str, n_classes: int, channels: int, resolution_px: int, 
                  d_norm: str = "batch", skip_excitation: bool = False, d_self_supervised: bool = False,
                  acgan_twin: bool = False, d_minibatch_std: bool = False) -> tuple[Generator, Discriminator]:
     """G and D for ``model`` in {cdcgan, acgan}."""
-    if model not in ("cdcgan", "acgan"):
-        raise ConfigError(f"model {model!r}: use cdcgan or acgan")
+    if model not in GANS:
+        raise ConfigError(f"model {model!r}: use one of {', '.join(GANS)}")
     g = Generator(n_classes, channels, resolution_px, base_channels, z_dim, embed_dim, layer_noise_std, dropout,
                   g_upsample, g_norm, skip_excitation)
     d = Discriminator(n_classes, channels, resolution_px, base_channels,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from pipeline.data.cache import write_bytes_atomic
+from pipeline.io import write_bytes_atomic
 
 LABEL_WIDTH_PX = 90  # left margin for the class names
 PAD_PX = 2

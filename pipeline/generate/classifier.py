@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from pipeline.data.cache import torch_save_atomic
+from pipeline.io import torch_save_atomic
 from pipeline.generate.config import ClassifierConfig
 from pipeline.quality.features import FeatureNet, data_fingerprint, extract_features, to_signed_unit
 

@@ -16,7 +16,8 @@ import torch
 
 from pipeline.generate.config import MetricsConfig
 from pipeline.quality.frechet import frechet_distance
-from pipeline.quality.metrics import finite, kid, pairwise_ms_ssim, prdc
+from pipeline.io import finite
+from pipeline.quality.metrics import kid, pairwise_ms_ssim, prdc
 
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
 METRIC_KEYS = ("fd", "kid", *PRDC_KEYS, "diversity_ms_ssim")

@@ -28,7 +28,6 @@ image of a memorised fake is named by its id only.
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -44,7 +43,8 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from pipeline.data.cache import atomic_dir, load_meta, load_split, write_json_atomic
+from pipeline.data.cache import load_meta, load_split
+from pipeline.io import atomic_dir, finite, write_csv_atomic, write_json_atomic
 from pipeline.data.synthetic import MANIFEST_COLUMNS, SYNTHETIC_PREFIX
 from pipeline.errors import DataError
 from pipeline.gan.samples import save_grid
@@ -57,7 +57,7 @@ from pipeline.generate.targets import class_targets
 from pipeline.progress import progress
 from pipeline.quality.features import extract_features, to_signed_unit
 from pipeline.quality.memorisation import build_reference, fit_thresholds, gate
-from pipeline.quality.metrics import finite, ms_ssim_setup
+from pipeline.quality.metrics import ms_ssim_setup
 from pipeline.quality.realism import fit_realism
 
 REASONS = ("kept", "memorised", "unrealistic", "low_confidence")  # a fake gets the first that applies, after kept
@@ -380,26 +380,20 @@ def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | N
                                       checkpoint_label=run.generator.label, study_uid=study_uid,
                                       series_uid=series_uid, instance_number=n + 1)
                 check_synthetic_dicom(dcm)
-        _write_csv(tmp / "manifest.csv", MANIFEST_COLUMNS, rows)
+        write_csv_atomic(tmp / "manifest.csv", rows, MANIFEST_COLUMNS)
         mem = run.metrics["memorisation"]
-        _write_csv(tmp / "memorised" / "memorised.csv",
-                   ["path", "class", "seed", "nn_real_id", "nn_feature_real_id", "nn_feature_distance",
-                    "feature_threshold", "nn_feature_relative", "relative_feature_threshold", "nn_pixel_real_id",
-                    "nn_pixel_distance", "pixel_threshold_rms", "nn_pixel_relative", "relative_pixel_threshold"],
-                   [{**m, **{k: _fmt(mem[k]) for k in ("feature_threshold", "relative_feature_threshold",
-                                                       "pixel_threshold_rms", "relative_pixel_threshold")}}
-                    for m in memorised_rows])
+        memorised_columns = ["path", "class", "seed", "nn_real_id", "nn_feature_real_id", "nn_feature_distance",
+                             "feature_threshold", "nn_feature_relative", "relative_feature_threshold",
+                             "nn_pixel_real_id", "nn_pixel_distance", "pixel_threshold_rms", "nn_pixel_relative",
+                             "relative_pixel_threshold"]
+        write_csv_atomic(tmp / "memorised" / "memorised.csv",
+                         [{**m, **{k: _fmt(mem[k]) for k in ("feature_threshold", "relative_feature_threshold",
+                                                             "pixel_threshold_rms", "relative_pixel_threshold")}}
+                          for m in memorised_rows], memorised_columns)
         write_sample_grid(run, tmp / "samples.png")
         if metrics_name:
             write_json_atomic(tmp / metrics_name, run.metrics)
     return out_dir
-
-
-def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def write_sample_grid(run: GenerationRun, path: Path) -> Path | None:

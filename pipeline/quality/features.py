@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from pipeline.data.cache import torch_save_atomic
+from pipeline.io import torch_save_atomic
 from pipeline.progress import progress
 
 

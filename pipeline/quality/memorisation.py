@@ -55,8 +55,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.names import MIRROR_SUFFIX
+
 EXACT_COPY_RMS = 0.5 / 255  # at most half a grey level RMS away: an exact copy (after 8-bit quantisation)
-MIRROR_SUFFIX = "#mirror"
 COMPARE_MAX_PX = 32  # copy space: images are average-pooled by an integer factor to at most this size
 # Gaussian low-pass in copy-space px: a 3x3 blur or noise then moves a copy far less than the gap between two
 # different images. Sigma-8 noised copies of all 224 mini-MIAS training patches caught (background left out):

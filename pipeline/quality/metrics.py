@@ -139,11 +139,3 @@ def pairwise_ms_ssim(images: torch.Tensor, n_pairs: int = 500, seed: int = 0, ke
             values.append(compute_ms_ssim(a, b, spatial_dims=2, data_range=1.0, kernel_size=kernel,
                                           weights=weights).flatten())
     return float(torch.cat(values).double().mean())
-
-
-# ------------------------------------------------------------------------------------ helper for NaN
-def finite(value: float | None) -> float | None:
-    """``None`` for NaN/inf (JSON and DVC cannot hold them)."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)

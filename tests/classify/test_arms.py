@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipeline.classify.arms import ARMS, DISCRIMINATOR_ARMS, ArmContext, arm_gan, classical_transform, inverse_frequency
+from pipeline.names import DISCRIMINATOR_ARMS
+from pipeline.classify.arms import ARMS, ArmContext, arm_gan, classical_transform, inverse_frequency
 from pipeline.classify.config import ClassicalConfig, EvaluateConfig
 from pipeline.config import build
 from pipeline.data.cache import SplitArrays

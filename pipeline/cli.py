@@ -3,11 +3,12 @@
     medsynth generate --checkpoint models:/mammography-acgan/latest --label malignant -n 100 --out DIR
     medsynth models                       # the generators train_gan registered in MLflow
     medsynth validate presets/mias.yaml   # check a params file before a long run
+    medsynth preset herlev                # params.yaml = the defaults + presets/herlev.yaml
     medsynth report --dataset mammography --open
 
 The stage commands (ingest, train-gan, generate, evaluate, score-review) run the stage scripts exactly as
 ``python -m stages.<name>`` does, with the same options (``medsynth <command> --help``), one-line errors and
-exit code 2. The others (report, validate, models, ui) are tools of their own, in this module.
+exit code 2. The others (report, validate, preset, models, ui) are tools of their own, in this module.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ EXAMPLES = """examples:
   medsynth score-review --dataset mammography --answers reader1.csv reader2.csv
   medsynth report --dataset mammography --open
   medsynth validate params.yaml presets/*.yaml
+  medsynth preset herlev && dvc exp run -n herlev
 
 Each command explains its options: medsynth <command> --help. Inside the DVC pipeline use dvc repro."""
 
@@ -75,9 +77,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preset(args: argparse.Namespace) -> int:
+    """Write params.yaml from a preset overlay (the defaults with the preset's keys written over them)."""
+    from pipeline.config import preset_path, render_preset
+
+    text = render_preset(preset_path(args.preset))
+    from pipeline.io import write_bytes_atomic
+
+    write_bytes_atomic(args.out, text.encode())
+    print(f"{args.out}: written from {preset_path(args.preset)}; run: dvc repro (or dvc exp run -n NAME); "
+          "back to the default run: git checkout params.yaml")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load every params file with the stages' own checks; notes for data set folders that do not exist here."""
-    from pipeline.config import load_params
+    from pipeline.config import SECTIONS, load_params
     from pipeline.errors import PipelineError
 
     failed = 0
@@ -88,7 +103,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        sections = ["datasets", "phantom", "privacy", *params.extra]
+        sections = list(SECTIONS)
         print(f"{path}: valid; data sets: {', '.join(params.datasets)}; sections: {', '.join(sections)}")
         for name, ds in params.datasets.items():
             for key, source in (("source", ds.source), ("external_test", ds.external_test)):
@@ -199,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Check params files; exit 0 when all are valid, 2 otherwise (one line each).")
     validate.add_argument("files", nargs="*", default=["params.yaml"], help="params files (default: params.yaml)")
     validate.set_defaults(func=cmd_validate)
+
+    preset = sub.add_parser("preset", help="write params.yaml from a preset overlay in presets/ (the defaults "
+                                           "with the preset's keys written over them)")
+    preset.add_argument("preset", help="a name in presets/ (mias, herlev, cric, gpu) or a YAML path")
+    preset.add_argument("--out", default="params.yaml", help="file to write (default: params.yaml)")
+    preset.set_defaults(func=cmd_preset)
 
     models = sub.add_parser("models", help="list the generators registered in MLflow (versions, aliases, quality "
                                            "tags); --set-alias points an alias at a version",

@@ -1,31 +1,28 @@
 """Typed configuration: one dataclass per ``params.yaml`` section, loaded with one-line errors.
 
-Every field is typed; ranges and choices live in ``field(metadata=...)`` next to the default, so the
-dataclass is the single description of what params.yaml may hold. ``load_params`` walks the YAML
-tree against these types and stops at the first unknown key, wrong type or out-of-range value with a
-message such as::
-
-    ConfigError: params.yaml: datasets.mammography.resolution_px: 100 is not one of [32, 64, 128, 256]
+A leaf: it imports the section dataclasses explicitly (the ingest sections below, then ``gan``,
+``generate``, ``evaluate`` and ``report`` from their packages' ``config`` modules), and none of them
+imports torch, so any stage, the CLI and the tests load params without it. The dataclass defaults are
+the one source of truth: ``params.yaml`` writes them out with comments (a test checks that every value
+there equals its default), and the files in ``presets/`` are overlays that name only what differs.
+The loader itself (types, ranges, duplicate keys) is :mod:`pipeline.schema`.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Literal, Optional
 
 import yaml
 
+from pipeline.classify.config import EvaluateConfig
 from pipeline.errors import ConfigError
-
-
-def rng(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict:
-    """Metadata for a numeric field allowed in [lo, hi] (None = unbounded)."""
-    return {"range": (lo, hi), **kw}
-
+from pipeline.gan.config import GanConfig
+from pipeline.generate.config import GenerateConfig
+from pipeline.report.config import ReportConfig
+from pipeline.schema import build, check_duplicate_keys, convert, rng
 
 # --------------------------------------------------------------------------------------- ingest
 @dataclass
@@ -114,103 +111,10 @@ class Params:
     datasets: dict[str, DatasetConfig] = field(default_factory=dict)
     phantom: PhantomConfig = field(default_factory=PhantomConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form sections of later stages
-
-
-# ------------------------------------------------------------------------------------ loading
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if origin in (list, dict):
-        return origin.__name__
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], key, where)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {key}: {value!r} is not allowed; use one of {list(args)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key}: expected a mapping of {tp.__name__} keys, got {value!r}; "
-                              "write its keys indented under it")
-        return build(tp, value, key, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}; write it as [a, b, ...]")
-        return [_convert(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key}: expected a mapping, got {value!r}; write it as {{key: value, ...}}")
-        return {str(k): _convert(v, args[1], f"{key}.{k}", where) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}; write true or false "
-                              "without quotes")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}; write a whole number "
-                              "without quotes")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: {key}: expected a number, got {value!r}; write a number without quotes")
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"{where}: {key}: {value!r} is not a finite number; give a finite value")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: {key}: expected a string, got {value!r}; put the value in quotes")
-        return value
-    return value
-
-
-def _check_meta(value: Any, meta: typing.Mapping, key: str, where: str) -> None:
-    if value is None:
-        return
-    if "range" in meta:
-        lo, hi = meta["range"]
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            lo_s = "-inf" if lo is None else lo
-            hi_s = "inf" if hi is None else hi
-            raise ConfigError(f"{where}: {key}: {value!r} is out of range; allowed [{lo_s}, {hi_s}]")
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {key}: {value!r} is not one of {meta['choices']}; use one of them")
-
-
-def build(cls: type, data: dict, prefix: str = "", where: str = "params.yaml") -> Any:
-    """Build dataclass ``cls`` from ``data``, naming ``prefix.key`` in every error."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"{where}: {name}: unknown key; allowed keys: {', '.join(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        converted = _convert(value, hints[name], key, where)
-        _check_meta(converted, fields[name].metadata, key, where)
-        kwargs[name] = converted
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate(prefix, where)
-    return obj
+    gan: GanConfig = field(default_factory=GanConfig)  # stage train_gan
+    generate: GenerateConfig = field(default_factory=GenerateConfig)  # stage generate
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)  # stage evaluate
+    report: ReportConfig = field(default_factory=ReportConfig)  # stages report and score_review
 
 
 def _validate_patch(self: PatchConfig, prefix: str, where: str) -> None:
@@ -256,36 +160,14 @@ SourceConfig.validate = _validate_source  # type: ignore[attr-defined]
 DatasetConfig.validate = _validate_dataset  # type: ignore[attr-defined]
 PhantomConfig.validate = _validate_phantom  # type: ignore[attr-defined]
 
-# Sections owned by later stages register here: name -> dataclass. Unknown top-level keys are errors.
-SECTIONS: dict[str, type] = {"datasets": dict, "phantom": PhantomConfig, "privacy": PrivacyConfig}
+# The top-level sections of params.yaml, in file order.
+SECTIONS: dict[str, type] = {"datasets": dict, "phantom": PhantomConfig, "privacy": PrivacyConfig,
+                             "gan": GanConfig, "generate": GenerateConfig, "evaluate": EvaluateConfig,
+                             "report": ReportConfig}
 
 
-def register_section(name: str, cls: type) -> None:
-    SECTIONS[name] = cls
-
-
-def check_duplicate_keys(node: yaml.Node | None, where: str, prefix: str = "") -> None:
-    """Stop on a key written twice in one mapping: YAML keeps the last value without a word, so
-    ``resolution_px: 64`` followed by ``resolution_px: 32`` would silently run at 32 px."""
-    if isinstance(node, yaml.SequenceNode):
-        for i, child in enumerate(node.value):
-            check_duplicate_keys(child, where, f"{prefix}[{i}]")
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: dict[str, int] = {}
-    for key_node, value_node in node.value:
-        key = str(key_node.value)
-        name = f"{prefix}.{key}" if prefix else key
-        line = key_node.start_mark.line + 1
-        if key != "<<" and key in seen:
-            raise ConfigError(f"{where} line {line}: {name}: key written twice (lines {seen[key]} and {line}), "
-                              "YAML would keep only the last value; delete one of them")
-        seen[key] = line
-        check_duplicate_keys(value_node, where, name)
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read ``path`` and return typed :class:`Params`; raises :class:`ConfigError` with one line."""
+def read_yaml(path: str | Path) -> dict:
+    """The YAML mapping in ``path``; one-line ConfigError for a missing file, bad syntax or a key written twice."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -300,34 +182,65 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{where}{at}: not valid YAML ({getattr(exc, 'problem', exc)}); fix the syntax") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: top level must be a mapping of sections; start with e.g. 'datasets:'")
-    _import_sections()
+    return raw
+
+
+def parse_params(raw: dict, where: str = "params.yaml") -> Params:
+    """Typed :class:`Params` from a YAML mapping; a missing section or key takes its dataclass default."""
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{where}: {unknown[0]}: unknown section; allowed: {', '.join(SECTIONS)}")
-    datasets = _convert(raw.get("datasets") or {}, dict[str, DatasetConfig], "datasets", where)
+    datasets = convert(raw.get("datasets") or {}, dict[str, DatasetConfig], "datasets", where)
     if not datasets:
         raise ConfigError(f"{where}: datasets: empty; define at least one data set")
-    params = Params(datasets=datasets,
-                    phantom=build(PhantomConfig, raw.get("phantom") or {}, "phantom", where),
-                    privacy=build(PrivacyConfig, raw.get("privacy") or {}, "privacy", where))
-    for name, cls in SECTIONS.items():
-        if name in ("datasets", "phantom", "privacy"):
-            continue
-        params.extra[name] = build(cls, raw.get(name) or {}, name, where)
-    return params
+    sections = {name: build(cls, raw.get(name) or {}, name, where) for name, cls in SECTIONS.items()
+                if name != "datasets"}
+    return Params(datasets=datasets, **sections)
 
 
-def _import_sections() -> None:
-    """Import the modules that register later-stage sections (kept optional so ingest works alone)."""
-    import importlib
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read ``path`` and return typed :class:`Params`; raises :class:`ConfigError` with one line."""
+    return parse_params(read_yaml(path), str(path))
 
-    for mod in ("pipeline.gan.config", "pipeline.generate.config", "pipeline.classify.config",
-                "pipeline.report.config"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
+
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` written over ``base``: mappings merge key by key, anything else (lists too) is replaced;
+    ``datasets`` is replaced whole, since a preset's data sets are not added to the phantoms."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if key != "datasets" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def defaults() -> dict:
+    """Every section's default values as plain YAML data (the data sets excepted: they have none)."""
+    full = dataclasses.asdict(Params())
+    return {name: full[name] for name in SECTIONS if name != "datasets"}
+
+
+def preset_path(name: str, presets_dir: str | Path = "presets") -> Path:
+    """``presets/<name>.yaml`` for a bare name, else the path given."""
+    path = Path(name)
+    return path if path.suffix in (".yaml", ".yml") else Path(presets_dir) / f"{name}.yaml"
+
+
+def render_preset(path: str | Path) -> str:
+    """The complete params.yaml text for the overlay at ``path``: the defaults with the overlay written over
+    them, checked by :func:`parse_params`. DVC tracks params.yaml key by key, so it must hold every key."""
+    path = Path(path)
+    overlay = read_yaml(path)
+    if not overlay.get("datasets"):
+        raise ConfigError(f"{path}: datasets: empty; a preset must name its data sets")
+    merged = merge(defaults(), overlay)
+    merged = {name: merged[name] for name in SECTIONS if name in merged}
+    parse_params(merged, str(path))
+    return (f"# Written by `medsynth preset {path.stem}`: the defaults (pipeline/*/config.py, commented in the\n"
+            f"# committed params.yaml) with {path} written over them. Back to the default run:\n"
+            f"#   git checkout params.yaml\n"
+            + yaml.safe_dump(merged, sort_keys=False, default_flow_style=None, width=110))
 
 
 def dataset(params: Params, name: str, where: str = "params.yaml") -> DatasetConfig:

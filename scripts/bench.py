@@ -57,10 +57,10 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from pipeline.io import write_bytes_atomic  # noqa: E402
 from pipeline.gan.config import GanConfig  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
-from pipeline.gan.precision import cpu_flags, has_cpu_bf16, use_cpu_bf16  # noqa: E402
+from pipeline.runtime import available_cores, cpu_flags, has_cpu_bf16, pick_device, use_cpu_bf16  # noqa: E402
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets  # noqa: E402
 from pipeline.gan.step import GanStep, memory_format  # noqa: E402
-from pipeline.gan.train import available_cores, pick_device, train_gan  # noqa: E402
+from pipeline.gan.train import train_gan  # noqa: E402
 
 BIN = Path(sys.executable).parent
 BUDGET_END_TO_END_S = 15 * 60  # issue 8: default `make run` on 2 CPU cores
@@ -562,7 +562,7 @@ def generation_section(sizes: Sizes) -> Section:
     try:
         from pipeline.config import load_params
 
-        batch = load_params(REPO / "params.yaml").extra["generate"].batch_size
+        batch = load_params(REPO / "params.yaml").generate.batch_size
     except Exception:  # params without a generate section: the stage's default
         pass
     checkpoints = sorted(REPO.glob("models/*/*/best.pt"))[:sizes.gen_checkpoints]

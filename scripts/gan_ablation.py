@@ -97,7 +97,7 @@ def main() -> None:
 
     raw = yaml.safe_load(Path(args.params).read_text()) or {}
     section = raw.get("gan", {})
-    gen_cfg = load_params(args.params).extra["generate"]
+    gen_cfg = load_params(args.params).generate
     common = [(k, v) for k, v in TIMED.items()] + [("train.max_minutes", str(args.minutes))]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--per-class", type=int, default=200)
     p.add_argument("--out", required=True, help="output path without suffix")
     args = p.parse_args()
-    gen_cfg = load_params(args.params).extra["generate"]
+    gen_cfg = load_params(args.params).generate
     snapshots = sorted((Path(args.run) / "snapshots").glob("minute_*.pt"))
     if not snapshots:
         raise SystemExit(f"{args.run}/snapshots: no minute_*.pt; train with gan.watch.every_minutes > 0")

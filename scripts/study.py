@@ -6,7 +6,7 @@
 (measured: two 1-thread GANs beat one 2-thread GAN), so on a 2-core machine a preset's two GANs take as long
 side by side as one of them alone. This script is the same pipeline, reordered:
 
-1. copy the preset to params.yaml (when one is given) and `dvc repro` every ingest stage;
+1. write params.yaml from the preset overlay (when one is given; as `medsynth preset` does) and `dvc repro` every ingest stage;
 2. run the `train_gan@<dataset>-<gan>` stages as parallel processes, each pinned to its own share of the cores
    (the stages size their torch threads to their CPU affinity), then `dvc commit -f` each, exactly as if
    `dvc repro` had run it (same commands, same params, same outputs);
@@ -22,22 +22,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository this script lies in
+from pipeline.config import preset_path, render_preset  # noqa: E402
+from pipeline.runtime import cpu_set  # noqa: E402
+
 DVC = str(Path(sys.executable).with_name("dvc")) if Path(sys.executable).with_name("dvc").exists() else "dvc"
 PARALLEL = {"train_gan": "python -m stages.train_gan --dataset {dataset} --model {gan}",
             "generate": "python -m stages.generate --dataset {dataset} --gan {gan}"}
-
-
-def cpu_set() -> list[int]:
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux: no pinning, every job sees every core
-        return list(range(os.cpu_count() or 1))
 
 
 def core_shares(cores: list[int], n_jobs: int) -> list[list[int]]:
@@ -111,14 +107,14 @@ def phase(name: str, timing: dict, fn) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("preset", nargs="?", help="params file to copy to params.yaml first (e.g. presets/herlev.yaml)")
+    ap.add_argument("preset", nargs="?", help="preset overlay to write params.yaml from first (e.g. presets/herlev.yaml or herlev)")
     ap.add_argument("--repo", type=Path, default=Path.cwd(), help="checkout to run in (default: here)")
     ap.add_argument("--timing", type=Path, help="write the phase times to this JSON file")
     ap.add_argument("--log-dir", type=Path, default=Path("runs/study_logs"), help="logs of the parallel stages")
     args = ap.parse_args(argv)
     repo = args.repo.resolve()
     if args.preset:
-        shutil.copyfile(args.preset, repo / "params.yaml")
+        (repo / "params.yaml").write_text(render_preset(preset_path(args.preset, repo / "presets")))
     cores = cpu_set()
     timing = {"preset": args.preset or "params.yaml", "cores": len(cores), "phases": {}}
     t0 = time.monotonic()

@@ -36,7 +36,7 @@ def main() -> None:
     params = load_params(args.params)
     if args.data_dir is None:
         dataset_config(params, args.dataset, args.params)  # a clear error for an unknown data set
-    cfg: EvaluateConfig = params.extra["evaluate"]
+    cfg: EvaluateConfig = params.evaluate
     if args.arms:
         cfg = dataclasses.replace(cfg, arms=[a.strip() for a in args.arms.split(",") if a.strip()])
         cfg.validate("evaluate", "--arms")

@@ -20,7 +20,7 @@ from pathlib import Path
 from pipeline.config import load_params
 from pipeline.io import write_json_atomic
 from pipeline.errors import ConfigError
-from pipeline.generate.config import GenerateConfig  # registers the generate section
+from pipeline.generate.config import GenerateConfig
 from pipeline.generate.run import generate_synthetic, headline_metrics, log_to_mlflow, write_outputs
 from pipeline.generate.registry import load_generator_source
 from pipeline.tracking import find_run, flatten, start_run, tracking_enabled
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.checkpoint and not (args.dataset and args.gan):
         raise ConfigError("give --dataset and --gan (DVC stage) or --checkpoint FILE|models:/<name>/<version>")
     params = load_params(args.params)
-    cfg: GenerateConfig = params.extra["generate"]
+    cfg: GenerateConfig = params.generate
     if args.seed is not None:
         cfg.seed = args.seed
     dataset, gan = args.dataset, args.gan

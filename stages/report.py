@@ -23,7 +23,7 @@ def main() -> None:
     args = p.parse_args()
     params = load_params(args.params)
     dataset(params, args.dataset, args.params)
-    cfg = params.extra["report"]
+    cfg = params.report
     built = build(Path(args.root), args.dataset, params)
     run_id = log_to_mlflow(args.dataset, [built.index, built.review], built.parent_run_id, enabled=cfg.tracking,
                            stage="report", artifact_path="report",

@@ -32,7 +32,7 @@ def main() -> None:
     args = p.parse_args()
     params = load_params(args.params)
     dataset(params, args.dataset, args.params)
-    cfg = params.extra["report"]
+    cfg = params.report
     paths = Paths(Path(args.root), args.dataset)
     key_path = Path(args.key) if args.key else paths.reports_dir / "review_key.json"
     key = read_key(key_path)

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     name = f"{args.dataset}_{args.model}"
     try:
         params = load_params(args.params)
-        cfg = params.extra["gan"]
+        cfg = params.gan
         if args.data_dir is None:
             dataset_config(params, args.dataset, args.params)  # a clear error for an unknown data set
         data_dir = Path(args.data_dir or Path("data") / args.dataset)

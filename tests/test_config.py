@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,7 +9,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import load_params
+from pipeline.classify.config import EvaluateConfig
+from pipeline.config import defaults, load_params
+from pipeline.gan.config import GanConfig
+from pipeline.generate.config import GenerateConfig
+from pipeline.report.config import ReportConfig
 from pipeline.errors import ConfigError
 from tests.conftest import REPO
 
@@ -81,3 +87,38 @@ def test_any_value_either_loads_or_gives_config_error(value) -> None:
             assert "datasets.mammography.patch.context" in str(exc)
         else:
             assert 1.0 <= params.datasets["mammography"].patch.context <= 8.0
+
+
+def test_loading_params_does_not_import_torch() -> None:
+    """The config is a leaf: the phantoms and ingest stages, the CLI's validate and preset load params without
+    torch (or numpy, MONAI, MLflow)."""
+    code = ("import sys; from pipeline.config import load_params; p = load_params('params.yaml'); "
+            "p.gan.train.epochs; heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('torch', 'numpy', 'monai', 'mlflow')); print(heavy); sys.exit(1 if heavy else 0)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_params_yaml_writes_out_the_dataclass_defaults() -> None:
+    """One source of truth: params.yaml holds every key of every section, each equal to its dataclass default
+    (only the data sets, which have no defaults, are params.yaml's own)."""
+    raw = base()
+    defaults_ = defaults()
+
+    def differences(written: dict, default: dict, where: str) -> list[str]:
+        out = [f"{where}.{k}: missing" for k in default if k not in written]
+        for key, value in written.items():
+            if isinstance(value, dict) and isinstance(default.get(key), dict):
+                out += differences(value, default[key], f"{where}.{key}")
+            elif default.get(key) != value:
+                out.append(f"{where}.{key}: {value!r} in params.yaml, {default.get(key)!r} in the dataclass")
+        return out
+
+    assert not differences({k: v for k, v in raw.items() if k != "datasets"}, defaults_, "params.yaml")
+
+
+def test_sections_are_typed_attributes() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params.gan, GanConfig) and isinstance(params.generate, GenerateConfig)
+    assert isinstance(params.evaluate, EvaluateConfig) and isinstance(params.report, ReportConfig)
+    assert not hasattr(params, "extra")

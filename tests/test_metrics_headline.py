@@ -78,7 +78,7 @@ def default_run(tmp_path: Path) -> Path:
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy2(REPO / name, tmp_path / name)
     subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=tmp_path, check=True, capture_output=True)
-    cfg = load_params(REPO / "params.yaml").extra["evaluate"]
+    cfg = load_params(REPO / "params.yaml").evaluate
     files = {}
     for ds, classes in CLASSES.items():
         files[f"metrics/ingest/{ds}.json"] = ingest_headline(ingest_details(classes))

@@ -52,7 +52,7 @@ def test_gan_loop_bar_counts_epochs_or_minutes(tmp_path, monkeypatch, capsys, ti
     monkeypatch.setenv("PIPELINE_TRACKING", "0")
     data = write_cache(tmp_path / "data" / "toy")
     section = tiny_gan_section(epochs=2, max_minutes=1e-6 if timed else 0)
-    cfg = load_params(write_params(tmp_path / "params.yaml", section)).extra["gan"]
+    cfg = load_params(write_params(tmp_path / "params.yaml", section)).gan
     train_gan(cfg, "cdcgan", data, tmp_path / "run", "toy")
     err = capsys.readouterr().err
     if timed:  # stopped by the clock after epoch 1: the bar is in minutes and names the epoch

@@ -26,7 +26,7 @@ import torch.nn as nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # for the torchrun worker, which runs this file as a script
 
-from pipeline.gan.config import GanConfig  # noqa: E402
+from tests.gan.gan_toy import case_study_config  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
 from pipeline.gan.step import GanStep  # noqa: E402
 
@@ -81,7 +81,7 @@ class FixedLatentGenerator(nn.Module):
 
 def ddp_toy_step(model: str) -> GanStep:
     """One GanStep on 16 px, 3 classes, with every source of per-process randomness or batch coupling off."""
-    cfg = GanConfig()
+    cfg = case_study_config()
     t, s = cfg.train, cfg.stabilise
     t.channels_last, t.r1_gamma, t.ema_decay = "never", DDP_CASES[model]["r1_gamma"], DDP_CASES[model]["ema_decay"]
     t.cpu_bf16 = "off"  # float32 sums: bfloat16 autocast (auto on AMX CPUs) rounds beyond the fp32 tolerance below
@@ -242,7 +242,7 @@ def test_mlflow_server_receives_a_pipeline_run(tmp_path, monkeypatch):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
         data = write_cache(tmp_path / "data" / "toy")
-        cfg = GanConfig()
+        cfg = case_study_config()
         t = cfg.train
         t.epochs, t.batch_size, t.tracking, t.channels_last, t.num_threads = 1, 16, True, "never", 1
         cfg.watch.samples_per_class, cfg.watch.feature_epochs, cfg.watch.feature_dim = 8, 1, 8

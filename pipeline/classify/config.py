@@ -2,17 +2,17 @@
 
 Every arm trains with the same :class:`BudgetConfig` on the same seeds, so arms differ only in what
 their arm function (``pipeline/classify/arms.py``) does to the training split. The default values
-are the CPU default run (3 seeds, a few seconds of CPU per classifier); the real-data study presets are in
-``pipeline/classify/PARAMS_SNIPPET.md``.
+are the CPU default run (3 seeds, a few seconds of CPU per classifier); the real-data study presets are
+``presets/{mias,herlev,cric}.yaml``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.config import register_section, rng
 from pipeline.errors import ConfigError
 from pipeline.names import ARMS
+from pipeline.schema import rng
 
 DEFAULT_ARMS = list(ARMS)
 
@@ -156,6 +156,3 @@ class EvaluateConfig:
         if self.budget.min_epochs > self.budget.max_epochs:
             raise ConfigError(f"{where}: {prefix}.budget.min_epochs: {self.budget.min_epochs} is above max_epochs "
                               f"{self.budget.max_epochs}; make min <= max")
-
-
-register_section("evaluate", EvaluateConfig)

@@ -44,11 +44,12 @@ from pipeline.classify.metrics import HEADLINE, classification_report, normalise
 from pipeline.classify.plots import save_arms_png, save_confusion_png, save_learning_curves_png
 from pipeline.classify.stats import compare_arms
 from pipeline.data.cache import SplitArrays, load_meta, load_split
-from pipeline.io import atomic_dir, json_safe, write_csv_atomic, write_json_atomic
-from pipeline.names import DISCRIMINATOR_ARMS
 from pipeline.data.synthetic import assert_real_only, is_synthetic_id, load_synthetic
 from pipeline.errors import ConfigError, DataError
+from pipeline.io import atomic_dir, json_safe, write_csv_atomic, write_json_atomic
+from pipeline.names import DISCRIMINATOR_ARMS
 from pipeline.progress import progress
+from pipeline.runtime import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +190,10 @@ def _run_job(arm: str, seed: int) -> RunOutput:
                      num_threads=s["num_threads"], history=result.history)
 
 
-def cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def worker_plan(cfg: EvaluateConfig, n_jobs: int) -> tuple[int, int]:
     """(processes, torch threads each): one single-threaded process per core by default; small CNNs use one
     core far better than two threads do, and the jobs are independent."""
-    cores = cpu_cores()
+    cores = available_cores()
     workers = max(1, min(cfg.workers or cores, n_jobs))
     return workers, cfg.num_threads or max(1, cores // workers)
 

@@ -18,7 +18,7 @@ from pipeline.gan.augment import AdaptiveP, diff_augment
 from pipeline.gan.config import ModelConfig, StabiliseConfig, TrainConfig
 from pipeline.gan.losses import LOSSES, aux_loss
 from pipeline.gan.models import Discriminator, Generator, set_cond_weight
-from pipeline.gan.precision import precision_name, use_cpu_bf16
+from pipeline.runtime import precision_name, use_cpu_bf16
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets
 
 STATS = ("loss_D", "loss_G", "D_x", "D_G_z", "aux_acc")  # what __call__ returns, in this order

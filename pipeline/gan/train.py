@@ -41,6 +41,7 @@ from pipeline.gan.samples import generate_grid, save_grid
 from pipeline.gan.stabilise import instance_noise_std
 from pipeline.gan.step import STATS, GanStep, memory_format
 from pipeline.gan.watch import CollapseWatch
+from pipeline.runtime import available_cores, pick_device
 from pipeline.quality.features import data_fingerprint, load_or_train_feature_net, to_signed_unit
 from pipeline.progress import progress, quiet_mlflow_transfers, show_progress
 from pipeline.tracking import Tracker, flatten, start_run
@@ -103,24 +104,6 @@ def register_best_generator(tracker: Tracker, best_path: Path, dataset: str, mod
         tqdm.write(f"{dataset}/{model}: registered the best generator (epoch {tags['best_epoch']}) as "
                    f"models:/{name}/{version}", file=sys.stderr)
     return version
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto``: cuda, then mps, then cpu. A named device that is absent is a ConfigError."""
-    if name in ("auto", "cuda") and torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if name in ("auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    if name in ("auto", "cpu"):
-        return torch.device("cpu")
-    raise ConfigError(f"gan.train.device: {name!r} is not available on this machine; use auto or cpu")
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
 
 
 def resize_uint8(images: torch.Tensor, size_px: int) -> torch.Tensor:

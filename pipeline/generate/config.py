@@ -1,14 +1,14 @@
 """The ``generate`` section of params.yaml: typed, with ranges, registered with :mod:`pipeline.config`.
 
-Every knob is a named field with a one-line comment; the default YAML text is in PARAMS_SNIPPET.md.
+Every knob is a named field with a one-line comment; params.yaml writes the defaults out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.config import register_section, rng
 from pipeline.errors import ConfigError
+from pipeline.schema import rng
 
 
 @dataclass
@@ -111,6 +111,3 @@ class GenerateConfig:
     grid_columns: int = field(default=8, metadata=rng(1, 64))  # kept samples per class in samples.png
     num_threads: int = field(default=0, metadata=rng(0, 1024))  # torch CPU threads; 0 = all cores
     tracking: bool = True  # MLflow; env PIPELINE_TRACKING=0 turns it off too
-
-
-register_section("generate", GenerateConfig)

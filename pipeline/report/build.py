@@ -74,7 +74,7 @@ def provenance(root: Path, params: Params, dataset: str, inputs: ReportInputs, c
 
 
 def report_html(root: Path, dataset: str, params: Params, cfg: ReportConfig) -> tuple[str, ReportInputs]:
-    inputs = collect(root, dataset, getattr(params.extra.get("evaluate"), "synthetic_classical_gan", None),
+    inputs = collect(root, dataset, params.evaluate.synthetic_classical_gan,
                      cfg.metric)
     return render_report(inputs, cfg, provenance(root, params, dataset, inputs, cfg), dataset), inputs
 
@@ -87,7 +87,7 @@ def unavailable_review(dataset: str, reason: str) -> str:
 def build(root: str | Path, dataset: str, params: Params) -> Built:
     """Write index.html, review.html and review_key.json for ``dataset`` into ``<root>/reports/<dataset>``."""
     root = Path(root)
-    cfg: ReportConfig = params.extra["report"]
+    cfg: ReportConfig = params.report
     out = Paths(root, dataset).reports_dir
     t0 = time.perf_counter()
     index_text, inputs = report_html(root, dataset, params, cfg)
@@ -109,6 +109,6 @@ def rebuild_index(root: str | Path, dataset: str, params: Params) -> Path:
     """Only the report page again (after scoring): the review page and its key stay as they are."""
     root = Path(root)
     out = Paths(root, dataset).reports_dir
-    text, _ = report_html(root, dataset, params, params.extra["report"])
+    text, _ = report_html(root, dataset, params, params.report)
     write_texts({out / "index.html": text})
     return out / "index.html"

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.config import register_section, rng
 from pipeline.errors import ConfigError
+from pipeline.schema import rng
 
 
 @dataclass
@@ -36,6 +36,3 @@ class ReportConfig:
         if self.review_items % 2:
             raise ConfigError(f"{where}: {prefix}.review_items: {self.review_items} is odd; use an even number "
                               "(half real, half synthetic)")
-
-
-register_section("report", ReportConfig)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pipeline.config import load_params
+from pipeline.config import build, load_params
+from pipeline.gan.recipes import apply_recipe
 from pipeline.errors import ConfigError
 from pipeline.gan.config import GanConfig
 from stages.train_gan import main as stage_main
@@ -26,9 +27,11 @@ def _error(tmp_path, gan: dict) -> str:
     return msg
 
 
-def test_defaults_are_the_case_study():
-    cfg = GanConfig()
+def test_case_study_recipe_gives_the_case_study_values():
+    """The defaults are the CPU default run (data_efficient); the case study is the recipe case_study."""
+    cfg = build(GanConfig, apply_recipe({}, "case_study"), "gan")
     assert (cfg.train.lr_g, cfg.train.lr_d, cfg.train.beta1) == (2e-4, 2e-4, 0.5)
+    assert cfg.stabilise.g_dropout == 0.3 and cfg.train.ema_decay == 0.0 and cfg.cdcgan.d_norm == "batch"
     assert cfg.stabilise.real_target_range == [0.8, 1.2]
     assert cfg.stabilise.fake_target_range == [0.0, 0.3]
     assert cfg.stabilise.label_smoothing == "two_sided"
@@ -37,9 +40,9 @@ def test_defaults_are_the_case_study():
 
 def test_section_loads_with_overrides(tmp_path):
     params = load_params(_params_file(tmp_path, {"train": {"epochs": 3}, "acgan": {"resolution_px": 128}}))
-    cfg = params.extra["gan"]
+    cfg = params.gan
     assert isinstance(cfg, GanConfig)
-    assert cfg.train.epochs == 3 and cfg.acgan.resolution_px == 128 and cfg.cdcgan.resolution_px == 64
+    assert cfg.train.epochs == 3 and cfg.acgan.resolution_px == 128 and cfg.cdcgan.resolution_px == 0
 
 
 def test_negative_noise_std(tmp_path):

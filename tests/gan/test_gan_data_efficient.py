@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn as nn
 
-from gan_toy import shape_images
+from gan_toy import case_study_config, shape_images
 from pipeline.config import build
 from pipeline.errors import ConfigError
-from pipeline.gan import precision
+from pipeline import runtime as precision
 from pipeline.gan.augment import AdaptiveP, diff_augment
 from pipeline.gan.config import GanConfig
 from pipeline.gan.models import ConditionalBatchNorm, Discriminator, Generator, SkipExcitation, build_models
@@ -25,7 +25,7 @@ def toy_batch(n=32, seed=0, size=16):
 
 def make_step(model="cdcgan", size=16, model_opts=None, **train):
     torch.manual_seed(0)
-    cfg = GanConfig()
+    cfg = case_study_config()
     cfg.train.channels_last = "never"
     cfg.train.cpu_bf16 = "off"
     for k, v in train.items():

@@ -39,10 +39,10 @@ def test_recipe_draws_phantom_cells_that_pass_the_filter(tmp_path, monkeypatch):
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"datasets": {"cells": ds}, "gan": gan, "generate": gen}))
     loaded = load_params(params)
-    result = train_gan(loaded.extra["gan"], "cdcgan", tmp_path / "data", tmp_path / "run")
+    result = train_gan(loaded.gan, "cdcgan", tmp_path / "data", tmp_path / "run")
     diversity = result.summary["final_diversity_ratio_per_class"]
     assert not [c for c, r in diversity.items() if r < 0.5], diversity  # no class collapsed
-    score = score_checkpoint(result.last, tmp_path / "data", loaded.extra["generate"], per_class=40,
+    score = score_checkpoint(result.last, tmp_path / "data", loaded.generate, per_class=40,
                              diversity=diversity)
     keep = {c: row["keep_rate"] for c, row in score["per_class"].items()}
     assert score["overall"]["keep_rate_total"] >= 0.5 and min(keep.values()) >= 0.25, keep

@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import pipeline.gan.step as step_module
-from gan_toy import shape_images
-from pipeline.gan.config import GanConfig
+from gan_toy import case_study_config, shape_images
 from pipeline.gan.models import build_models
 from pipeline.gan.step import GanStep
 from pipeline.quality.features import to_signed_unit
@@ -17,7 +16,7 @@ from pipeline.quality.features import to_signed_unit
 
 def make_step(model="acgan", seed=0, n_classes=2, **train):
     torch.manual_seed(seed)
-    cfg = GanConfig()
+    cfg = case_study_config()
     cfg.train.channels_last = "never"
     for k, v in train.items():
         setattr(cfg.train, k, v)

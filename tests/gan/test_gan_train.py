@@ -76,7 +76,7 @@ def test_resume_after_sigkill_is_bitwise(tmp_path, toy_data):
                            num_threads=1, sample_every_epochs=4)
     gan["watch"]["every_epochs"] = 3
     params = write_params(tmp_path / "params.yaml", gan)
-    cfg = load_params(params).extra["gan"]
+    cfg = load_params(params).gan
 
     reference = train_gan(cfg, "acgan", toy_data, tmp_path / "reference", "toy")  # uninterrupted, in process
 
@@ -128,7 +128,7 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, toy_data, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("PIPELINE_TRACKING", raising=False)
     gan = tiny_gan_section(epochs=2, tracking=True)
-    cfg = load_params(write_params(tmp_path / "params.yaml", gan)).extra["gan"]
+    cfg = load_params(write_params(tmp_path / "params.yaml", gan)).gan
     result = train_gan(cfg, "cdcgan", toy_data, tmp_path / "run", "toy")
 
     client = mlflow.MlflowClient(uri)
@@ -159,7 +159,7 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, toy_data, monkeyp
 def test_time_limit_stops_early_and_timed_checks_keep_snapshots(tmp_path, toy_data):
     section = tiny_gan_section(epochs=50, max_minutes=1e-6, sample_every_epochs=0, checkpoint_every_epochs=100)
     section["watch"].update(every_epochs=0, every_minutes=1e-7)
-    cfg = load_params(write_params(tmp_path / "params.yaml", section)).extra["gan"]
+    cfg = load_params(write_params(tmp_path / "params.yaml", section)).gan
     result = train_gan(cfg, "cdcgan", toy_data, tmp_path / "run")
     assert result.summary["epochs_done"] == 1 and result.summary["steps"] == 4  # stopped after the first epoch
     assert result.summary["train_minutes"] > 0 and result.summary["precision"]

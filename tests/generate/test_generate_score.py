@@ -13,7 +13,7 @@ def test_scores_every_class_with_ratios_and_the_bar(tmp_path, filter_on):
     data = write_toy_cache(tmp_path / "data")
     ckpt = write_toy_checkpoint(tmp_path / "best.pt")
     section = fast_generate_section(filter={"enabled": filter_on})
-    cfg = load_params(write_params(tmp_path / "params.yaml", section)).extra["generate"]
+    cfg = load_params(write_params(tmp_path / "params.yaml", section)).generate
     diversity = {"square": 0.9, "disc": 0.4, "bars": 0.8}
     score = score_checkpoint(ckpt, data, cfg, per_class=12, diversity=diversity)
     assert set(score["per_class"]) == set(CLASSES)

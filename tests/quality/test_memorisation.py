@@ -174,7 +174,7 @@ def fit_real_gate(name: str, tmp_path_factory) -> tuple[dict, Callable, object, 
     params = load_params(REPO / "presets" / f"{name}.yaml")
     out = tmp_path_factory.mktemp(name)
     ingest_dataset(name, dataset(params, name, f"presets/{name}.yaml"), "test-salt", out / "data", out / "ingest.json")
-    cfg: GenerateConfig = params.extra["generate"]
+    cfg: GenerateConfig = params.generate
     split = {s: load_split(out / "data", s) for s in ("train", "val", "test")}
     x = {s: torch.from_numpy(split[s].images) for s in split}
     net = load_or_train_classifier(x["train"], torch.from_numpy(split["train"].labels),

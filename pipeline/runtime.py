@@ -1,14 +1,47 @@
-"""Which precision and memory format the GAN step runs in, chosen from what the CPU or GPU can do.
+"""Runtime choices, made from what this machine offers: usable cores, the torch device, the precision.
 
 bfloat16 autocast on a CPU is fast only where the CPU computes in bfloat16 (AVX512-BF16 or AMX
 tiles): the GAN step measured 1.6-1.9x the fp32 one there, and ~15x slower on AVX2-only CPUs, where
-bfloat16 is emulated. ``cpu_bf16: auto`` therefore reads the CPU flags at run time.
+bfloat16 is emulated. ``cpu_bf16: auto`` therefore reads the CPU flags at run time. torch is imported
+only by the functions that need it, so the core count is available without it.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def cpu_set() -> list[int]:
+    """The cores this process may run on (its affinity); every core where the OS has no affinity (macOS)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return list(range(os.cpu_count() or 1))
+
+
+def available_cores() -> int:
+    """How many cores this process may use: a job pinned to one core sizes its torch threads to 1."""
+    return len(cpu_set())
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto``: cuda, then mps, then cpu; a named device that this machine lacks stops with one line."""
+    import torch
+
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if name in ("auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    if name in ("auto", "cpu"):
+        return torch.device("cpu")
+    raise ConfigError(f"gan.train.device: {name!r} is not available on this machine; use auto or cpu")
+
 
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from pipeline.config import Params
 from pipeline.errors import DataError
 from pipeline.report.config import ReportConfig
-from pipeline.report.html import page, unavailable
+from pipeline.report.html import render
 from pipeline.report.inputs import Evaluation, Paths, ReportInputs, collect
 from pipeline.report.publish import write_json, write_texts
 from pipeline.report.report_page import Provenance, params_for_report, render_report
@@ -80,8 +80,7 @@ def report_html(root: Path, dataset: str, params: Params, cfg: ReportConfig) -> 
 
 
 def unavailable_review(dataset: str, reason: str) -> str:
-    return page(f"Blinded review: {dataset}", f"<h1>Blinded review: {dataset}</h1>" + unavailable(
-        f"not available: {reason}"), banner="Research study page: not for diagnosis.")
+    return render("review.html.j2", dataset=dataset, unavailable=reason)
 
 
 def build(root: str | Path, dataset: str, params: Params) -> Built:

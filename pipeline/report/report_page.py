@@ -4,12 +4,14 @@ Sections, top to bottom: a plain-words summary; per class, synthetic images besi
 training image; what the memorisation gate excluded; GAN training curves; quality metrics beside
 their real-vs-real references; confusion matrices of real-only and the best augmented arm; the
 reader study (when scored); provenance. A section whose input is missing says which stage to run.
+This module computes each section's numbers, texts and images; ``templates/report.html.j2`` writes the HTML.
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,9 +19,9 @@ import yaml
 
 from pipeline.data.cache import SplitArrays
 from pipeline.report.config import ReportConfig
-from pipeline.report.html import esc, fmt, fmt_ci, page, table, unavailable
+from pipeline.report.html import fmt, fmt_ci, nice, p_value, render
 from pipeline.report.images import data_uri, labelled, png_bytes, read_uint8, window
-from pipeline.report.inputs import (Arm, Evaluation, QualityRow, ReportInputs, SyntheticImage, Unavailable,
+from pipeline.report.inputs import (Evaluation, GanInputs, QualityRow, ReportInputs, SyntheticImage, Unavailable,
                                     find_key)
 from pipeline.report.plots import confusion_pair, training_curves
 
@@ -74,8 +76,8 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(metric.lower(), nice(metric))
 
 
-def p_value(value: float | None) -> str:
-    return "–" if value is None else "&lt;0.001" if value < 0.001 else f"{value:.3f}"
+def measure_name(metric: str) -> str:
+    return MEASURE_NAMES.get(metric, nice(metric))
 
 
 def sig(value: float | None) -> str:
@@ -86,8 +88,13 @@ def meaning(metric: str) -> str:
     return next((text for pattern, text in QUALITY_MEANINGS if re.search(pattern, metric, re.I)), "")
 
 
-def nice(name: str) -> str:
-    return name.replace("_", " ")
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _counts_text(counts: dict, classes: list[str] | None = None) -> str:
+    order = [c for c in classes or [] if c in counts] + [c for c in counts if c not in (classes or [])]
+    return ", ".join(f"{nice(c)} {counts[c]}" for c in order)
 
 
 # ------------------------------------------------------------------------------------------ images
@@ -113,23 +120,13 @@ class Thumbs:
     def _uri(self, image_chw: np.ndarray, label: str, synthetic: bool) -> str:
         return data_uri(png_bytes(labelled(window(image_chw, self.percentiles), self.cfg.thumb_px, label, synthetic)))
 
-    def synthetic(self, row: SyntheticImage) -> str:
-        if not row.path.is_file():
-            return f'<span class="unavailable">image file missing: {esc(row.path.name)}</span>'
-        uri = self._uri(read_uint8(row.path, self.channels), "SYNTHETIC", True)
-        return (f'<img class="thumb" src="{uri}" alt="SYNTHETIC image, class {esc(row.cls)}" '
-                f'title="SYNTHETIC ({esc(row.cls)})">')
-
-    def nearest_real(self, row: SyntheticImage) -> str:
+    def pair(self, row: SyntheticImage, excluded: bool = False) -> dict:
+        """A synthetic image and its nearest real training image (a data URI each, or None) with the distances."""
         n = self.train_index.get(row.nn_real_id)
-        if n is None or self.train is None:
-            why = "not recorded" if not row.nn_real_id else "not in the training split"
-            return f'<span class="caption">nearest real image {why}</span>'
-        image = self.train.images[n][..., ::-1] if row.nn_mirrored else self.train.images[n]
-        uri = self._uri(image, "REAL, mirrored" if row.nn_mirrored else "REAL (training)", False)
-        return f'<img class="thumb" src="{uri}" alt="real training image nearest to the synthetic one">'
-
-    def pair(self, row: SyntheticImage, extra: str = "") -> str:
+        real = None
+        if n is not None and self.train is not None:
+            image = self.train.images[n][..., ::-1] if row.nn_mirrored else self.train.images[n]
+            real = self._uri(image, "REAL, mirrored" if row.nn_mirrored else "REAL (training)", False)
         dist = []
         if row.nn_feature_distance is not None:
             dist.append(f"feature distance {row.nn_feature_distance:.3g}")
@@ -140,9 +137,10 @@ class Thumbs:
             dist.append(f"closeness ratio {min(relative):.2g}")
         if row.nn_mirrored:
             dist.append("nearest real image (matched mirrored)")
-        text = "SYNTHETIC " + esc(row.cls) + (" &middot; " + esc(", ".join(dist)) if dist else "") + extra
-        return (f'<figure class="pair"><div class="imgs">{self.synthetic(row)}{self.nearest_real(row)}</div>'
-                f"<figcaption>{text}</figcaption></figure>")
+        synthetic = self._uri(read_uint8(row.path, self.channels), "SYNTHETIC", True) if row.path.is_file() else None
+        return {"cls": row.cls, "file": row.path.name, "synthetic": synthetic, "real": real,
+                "real_missing": "not recorded" if not row.nn_real_id else "not in the training split",
+                "distances": ", ".join(dist), "excluded": nice(row.reason or "unspecified") if excluded else None}
 
 
 def _pick(rows: list[SyntheticImage], k: int) -> list[SyntheticImage]:
@@ -150,217 +148,91 @@ def _pick(rows: list[SyntheticImage], k: int) -> list[SyntheticImage]:
     if len(rows) > k:
         rng = np.random.default_rng(SAMPLE_SEED)
         rows = [rows[i] for i in sorted(rng.choice(len(rows), size=k, replace=False))]
-    return sorted(rows, key=lambda r: (r.nn_feature_distance is None, r.nn_feature_distance or 0.0))
+    return sorted(rows, key=_closest_first)
 
 
-# ------------------------------------------------------------------------------------------ sections
-def _counts_text(counts: dict, classes: list[str] | None = None) -> str:
-    order = [c for c in classes or [] if c in counts] + [c for c in counts if c not in (classes or [])]
-    return ", ".join(f"{esc(nice(c))} {counts[c]}" for c in order)
+def _closest_first(r: SyntheticImage) -> tuple[bool, float]:
+    return r.nn_feature_distance is None, r.nn_feature_distance or 0.0
 
 
-def _verdict(gain: float | None, ci: tuple[float, float] | None) -> str:
-    if gain is None:
-        return "no gain was computed"
-    if ci is None:
-        return "no confidence interval was computed, so this difference may be chance"
-    if ci[0] > 0:
-        return "the whole interval is above zero: <b>a gain</b>"
-    if ci[1] < 0:
-        return "the whole interval is below zero: <b>augmentation made it worse</b>"
-    return "the interval includes zero: <b>no clear gain</b>"
-
-
-_DISCRIMINATOR_TEXT = ("the trained {} discriminator's class head, fine-tuned on the real training images; "
-                       "it adds no synthetic images")
-
-
-def _against_references(arm: Arm, ev: Evaluation) -> str:
-    """'scored X against Y with real images only: change ...; verdict. Against the best arm without ...'."""
-    base = ev.arm(ev.baseline)
-    against = f" against {fmt(base.mean)} with real images only" if base and base.mean is not None else ""
-    text = (f"scored {fmt(arm.mean)}{against}: change <b>{fmt(arm.gain, signed=True)}</b> (95% CI "
-            f"{fmt_ci(arm.gain_ci, signed=True)}); {_verdict(arm.gain, arm.gain_ci)}.")
-    if arm.gain_vs_non_gan is not None:
-        ref = f" ({esc(ev.best_non_gan)})" if ev.best_non_gan else ""
-        text += (f" Against the best arm without synthetic images{ref}: "
-                 f"{fmt(arm.gain_vs_non_gan, signed=True)} (95% CI {fmt_ci(arm.gain_vs_non_gan_ci, signed=True)}); "
-                 f"{_verdict(arm.gain_vs_non_gan, arm.gain_vs_non_gan_ci)}.")
-    return text
-
-
-def _arm_mark(arm: Arm) -> str:
-    """&#9679; adds synthetic images, &#9675; starts from a GAN's discriminator (semi-supervised)."""
-    return " &#9679;" if arm.uses_synthetic else " &#9675;" if arm.discriminator else ""
-
-
-def _verdict_word(gain: float | None, ci: tuple[float, float] | None) -> str:
-    if gain is None or ci is None:
-        return ""
-    return "gain" if ci[0] > 0 else "loss" if ci[1] < 0 else "no gain"
-
-
-def summary(inputs: ReportInputs, dataset: str) -> str:
-    items = []
+# ------------------------------------------------------------------------------------------ view data
+def summary(inputs: ReportInputs) -> dict:
+    """Numbers and texts of the summary's sentences (report.html.j2 writes the sentences)."""
     meta = inputs.meta
-    if isinstance(meta, dict):
-        train_counts = (meta.get("counts") or {}).get("train") or {}
-        n_train = sum(train_counts.values())
-        items.append(f"Data set <b>{esc(dataset)}</b> ({esc(meta.get('modality', '?'))}): {n_train} real training "
-                     f"images ({_counts_text(train_counts, inputs.classes)}).")
-    else:
-        items.append(esc(meta.message()))
-    with_manifest = [g for g in inputs.gans if isinstance(g.manifest, list)]
-    if with_manifest:
-        for g in with_manifest:
-            kept: dict[str, int] = {}
-            for r in g.kept:
-                kept[r.cls] = kept.get(r.cls, 0) + 1
-            reasons: dict[str, int] = {}
-            for r in g.excluded:
-                reasons[r.reason or "unspecified"] = reasons.get(r.reason or "unspecified", 0) + 1
-            excluded = "; ".join(f"{n} {esc(REASON_TEXT.get(k, 'excluded: ' + nice(k)))}" for k, n in reasons.items())
-            totals = g.generate_metrics.get("totals") if isinstance(g.generate_metrics, dict) else None
-            short = totals.get("shortfall") if isinstance(totals, dict) else None
-            shortfall = (f" It fell <b>{short} images short</b> of its target: too few acceptable images."
-                         if isinstance(short, int) and short > 0 else "")
-            kept_text = _counts_text(kept, inputs.classes) or "none"
-            items.append(f"GAN <b>{esc(g.name)}</b> generated {len(g.manifest)} synthetic images: <b>{len(g.kept)} "
-                         f"kept</b> ({kept_text}){'; ' + excluded if excluded else ''}." + shortfall)
-    elif inputs.gans:
-        items.append("Synthetic images: " + esc(next(g.manifest.message() for g in inputs.gans
-                                                      if isinstance(g.manifest, Unavailable))))
-    else:
-        items.append("No GAN outputs yet: not available: run stages train_gan and generate.")
-    ev = inputs.evaluation
-    if isinstance(ev, Evaluation):
-        best = ev.arm(ev.best)
-        if best is not None:
-            kind = "with synthetic images" if best.uses_synthetic else "(no arm added synthetic images)"
-            items.append(f"Classifier ({esc(measure_name(ev.metric))}): the best arm {kind}, "
-                         f"<b>{esc(best.name)}</b>, " + _against_references(best, ev))
-        else:
-            items.append("Classifier: no augmented arm was evaluated.")
-        for arm in ev.discriminator_arms:
-            source = _DISCRIMINATOR_TEXT.format(esc(arm.discriminator.upper()))
-            items.append(f"Semi-supervised arm <b>{esc(arm.name)}</b> ({source}), " + _against_references(arm, ev))
-    else:
-        items.append("Classifier gain: " + esc(ev.message()))
-    scores = inputs.review_scores
-    if scores and scores.get("readers"):
-        pooled = scores.get("pooled") or {}
-        n = len(scores["readers"])
-        items.append(f"Blinded review: {n} reader{'s' if n != 1 else ''} told real from synthetic with accuracy "
-                     f"{fmt(pooled.get('accuracy'), 2)} (0.5 = guessing; 95% CI "
-                     f"{fmt_ci(tuple(pooled['accuracy_ci95']) if pooled.get('accuracy_ci95') else None, 2)}).")
-    warn = ""
-    if isinstance(meta, dict) and meta.get("patient_level_split") is False:
-        warn = ('<p class="warning"><b>No patient-level split.</b> This data set has no patient identifiers, so '
-                "images of one patient may be in both the training and the test split. Every result below may "
-                "therefore look better than it would on new patients.</p>")
-    lis = "".join(f"<li>{i}</li>" for i in items)
-    return f'<section class="summary" id="summary"><h2>Summary</h2><ul>{lis}</ul></section>{warn}'
+    train_counts = (meta.get("counts") or {}).get("train") or {} if isinstance(meta, dict) else {}
+    gans = []
+    for g in inputs.gans:
+        if not isinstance(g.manifest, list):
+            continue
+        reasons = Counter(r.reason or "unspecified" for r in g.excluded)
+        totals = g.generate_metrics.get("totals") if isinstance(g.generate_metrics, dict) else None
+        short = totals.get("shortfall") if isinstance(totals, dict) else None
+        gans.append({"name": g.name, "n": len(g.manifest), "kept": len(g.kept),
+                     "kept_text": _counts_text(Counter(r.cls for r in g.kept), inputs.classes) or "none",
+                     "excluded": [f"{n} {REASON_TEXT.get(k, 'excluded: ' + nice(k))}" for k, n in reasons.items()],
+                     "shortfall": short if isinstance(short, int) and short > 0 else 0})
+    missing = [g.manifest.message() for g in inputs.gans if isinstance(g.manifest, Unavailable)]
+    no_gans = ("Synthetic images: " + missing[0] if missing
+               else "No GAN outputs yet: not available: run stages train_gan and generate.")
+    return {"n_train": sum(train_counts.values()), "train_counts": _counts_text(train_counts, inputs.classes),
+            "gans": gans, "no_gans": no_gans}
 
 
-def samples_section(inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> str:
-    out = ['<h2 id="samples">Synthetic images beside their nearest real training image</h2>',
-           f'<p class="caption">{esc(thumbs.caption())} Each pair: the SYNTHETIC image (red label) and the real '
-           "training image it is closest to (grey label). Distances: lower means more alike; the feature distance is "
-           "measured in the project's image-feature space, the pixel distance on the 0&ndash;1 grey scale.</p>"]
-    if isinstance(inputs.train, Unavailable):
-        out.append(unavailable(inputs.train))
-    out += per_gan(inputs, "manifest", "not available: run stages train_gan and generate (no synthetic images yet)",
-                   lambda g: _samples_of(g, inputs, cfg, thumbs))
-    return "".join(out)
+def gan_view(g: GanInputs, inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> dict:
+    """One GAN's samples, exclusions, training curves and quality table; Unavailable where an input is missing."""
+    view: dict = {"name": g.name, "manifest": g.manifest, "history": g.history}
+    if isinstance(g.manifest, list):
+        view.update(scale=distance_scale(g.generate_metrics), samples=samples(g, inputs, cfg, thumbs),
+                    excluded=excluded(g, cfg, thumbs))
+    summary_ = g.train_summary if isinstance(g.train_summary, dict) else {}
+    if not isinstance(g.history, Unavailable):
+        best_epoch = summary_.get("best_epoch") if isinstance(summary_.get("best_epoch"), (int, float)) else None
+        view["curves"] = data_uri(training_curves(g.history, best_epoch))
+    view["train_summary"] = g.train_summary if isinstance(g.train_summary, Unavailable) else [
+        [nice(k), _short(summary_[k])] for k in ("epochs", "steps", "best_epoch", "best_quality_fd", "images_per_s",
+                                                 "device") if summary_.get(k) is not None]
+    view["quality"] = (g.quality if isinstance(g.quality, Unavailable) else quality_table(g.quality) if g.quality
+                       else "not available: run stage generate (no quality numbers found in "
+                            f"{inputs.paths.rel(inputs.paths.generate_metrics(g.name))})")
+    return view
 
 
-def _samples_of(g, inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> str:
+def samples(g: GanInputs, inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> list[dict]:
     out = []
-    scale = distance_scale(g.generate_metrics)
-    if scale:
-        out.append(f'<p class="caption">{esc(scale)}</p>')
     for cls in inputs.classes or sorted({r.cls for r in g.kept}):
         rows = [r for r in g.kept if r.cls == cls]
-        shown = _pick(rows, cfg.samples_per_class)
-        if not any(r.cls == cls for r in g.manifest):
-            out.append(f'<h4>{esc(nice(cls))}</h4><p class="caption">none generated for this class</p>')
-            continue
-        out.append(f"<h4>{esc(nice(cls))}: {len(shown)} of {len(rows)} kept</h4>")
-        out.append('<div class="pairs">' + "".join(thumbs.pair(r) for r in shown) + "</div>" if shown
-                   else '<p class="caption">every synthetic image of this class was excluded</p>')
-    return "".join(out)
-
-
-def per_gan(inputs: ReportInputs, field: str, missing: str, body) -> list[str]:
-    """One ``<h3>`` block per GAN: ``body(g)``, or the reason ``g.<field>`` is unavailable; ``missing`` if no GAN."""
-    if not inputs.gans:
-        return [unavailable(missing)]
-    out = []
-    for g in inputs.gans:
-        out.append(f"<h3>{esc(g.name)}</h3>")
-        value = getattr(g, field)
-        out.append(unavailable(value) if isinstance(value, Unavailable) else body(g))
+        out.append({"cls": nice(cls), "generated": any(r.cls == cls for r in g.manifest), "kept": len(rows),
+                    "shown": [thumbs.pair(r) for r in _pick(rows, cfg.samples_per_class)]})
     return out
 
 
-def excluded_section(inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumbs) -> str:
-    out = ['<h2 id="excluded">Images the memorisation gate excluded</h2>',
-           '<p class="caption">Synthetic images too close to a real training image are excluded, because they may be '
-           "copies of a patient's image rather than new images. They were not used for training.</p>"]
-    out += per_gan(inputs, "manifest", "not available: run stage generate", lambda g: _excluded_of(g, cfg, thumbs))
-    return "".join(out)
+def excluded(g: GanInputs, cfg: ReportConfig, thumbs: Thumbs) -> dict:
+    rows = sorted((r for r in g.excluded if MEMORISATION_REASONS.search(r.reason or "")), key=_closest_first)
+    return {"reasons": [[nice(k), n] for k, n in sorted(Counter(r.reason or "unspecified" for r in g.excluded).items())],
+            "rule": gate_rule(g.generate_metrics), "memorised": len(rows),
+            "shown": [thumbs.pair(r, excluded=True) for r in rows[: cfg.excluded_max]]}
 
 
-def _excluded_of(g, cfg: ReportConfig, thumbs: Thumbs) -> str:
-    out = []
-    reasons: dict[str, int] = {}
-    for r in g.excluded:
-        reasons[r.reason or "unspecified"] = reasons.get(r.reason or "unspecified", 0) + 1
-    if not reasons:
-        return '<p class="caption">No image was excluded.</p>'
-    out.append(gate_rule(g.generate_metrics))
-    out.append(table(["reason", "images"], [[esc(nice(k)), str(v)] for k, v in sorted(reasons.items())], (1,)))
-    rows = sorted((r for r in g.excluded if MEMORISATION_REASONS.search(r.reason or "")),
-                  key=lambda r: (r.nn_feature_distance is None, r.nn_feature_distance or 0.0))
-    if not rows:
-        return "".join(out) + '<p class="caption">The memorisation gate excluded no image.</p>'
-    shown = rows[: cfg.excluded_max]
-    note = f" (the closest {len(shown)} of {len(rows)})" if len(rows) > len(shown) else ""
-    out.append(f'<p class="caption">Images the gate excluded{note}, each beside its nearest real training '
-               "image:</p>")
-    out.append('<div class="pairs">' + "".join(
-        thumbs.pair(r, f" &middot; excluded: {esc(nice(r.reason or 'unspecified'))}") for r in shown) + "</div>")
-    return "".join(out)
-
-
-def gate_rule(generate_metrics: dict | Unavailable) -> str:
-    """The gate's rule in words, from the generate metrics' ``memorisation`` block (relative or absolute)."""
+def gate_rule(generate_metrics: dict | Unavailable) -> dict | None:
+    """The gate's rule, from the generate metrics' ``memorisation`` block (relative or absolute); None if absent."""
     mem = generate_metrics.get("memorisation") if isinstance(generate_metrics, dict) else None
     if not isinstance(mem, dict):
-        return ""
+        return None
     num = {k: v for k, v in mem.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    pct = num.get("percentile")
-    of_real = (f" (percentile {pct:g} of the same measure for real validation images, i.e. new patients)"
-               if pct is not None else "")
-    rate = num.get("real_val_flag_rate")
-    false_alarms = (f" The same rule flags {rate:.0%} of real validation images." if rate is not None else "")
-    if "relative_feature_threshold" in num or "relative_pixel_threshold" in num:
+    relative = "relative_feature_threshold" in num or "relative_pixel_threshold" in num
+    if relative:
         parts = [f"{v:.3g} in {space}" for space, v in (("features", num.get("relative_feature_threshold")),
                                                          ("pixels", num.get("relative_pixel_threshold")))
                  if v is not None]
-        text = ("Gate rule: an image is excluded as a possible copy when it is much closer to one training image "
-                "than to its other near neighbours: its <i>closeness ratio</i> (distance to the nearest training "
-                "image divided by the mean distance to its few nearest) is below " + " or ".join(parts) + of_real
-                + "." + false_alarms)
     else:
         parts = [f"{label} below {num[key]:.3g}" for key, label in (("feature_threshold", "feature distance"),
                                                                     ("pixel_threshold_rms", "pixel distance (RMS)"))
                  if key in num]
         if not parts:
-            return ""
-        text = ("Gate rule: excluded when the nearest training image is at " + " or ".join(parts) + of_real + "."
-                + false_alarms)
-    return f'<p class="caption">{text} {distance_scale(generate_metrics)}</p>'
+            return None
+    pct, rate = num.get("percentile"), num.get("real_val_flag_rate")
+    return {"relative": relative, "below": " or ".join(parts), "percentile": None if pct is None else f"{pct:g}",
+            "rate": None if rate is None else f"{rate:.0%}", "scale": distance_scale(generate_metrics)}
 
 
 def distance_scale(generate_metrics: dict | Unavailable) -> str:
@@ -375,97 +247,22 @@ def distance_scale(generate_metrics: dict | Unavailable) -> str:
             if scale else "")
 
 
-def training_section(inputs: ReportInputs) -> str:
-    out = ['<h2 id="training">GAN training</h2>',
-           '<p class="caption">Losses of the two networks, the discriminator\'s outputs on real and synthetic images, '
-           "and the quality score checked during training (its best epoch is the generator used). Wildly swinging "
-           "losses or a discriminator that is always sure point to unstable training.</p>"]
-    if not inputs.gans:
-        out.append(unavailable("not available: run stage train_gan"))
-    for g in inputs.gans:
-        out.append(f"<h3>{esc(g.name)}</h3>")
-        summary_ = g.train_summary if isinstance(g.train_summary, dict) else {}
-        best_epoch = summary_.get("best_epoch") if isinstance(summary_.get("best_epoch"), (int, float)) else None
-        if isinstance(g.history, Unavailable):
-            out.append(unavailable(g.history))
-        else:
-            uri = data_uri(training_curves(g.history, best_epoch))
-            out.append(f'<img class="plot" src="{uri}" alt="training curves of {esc(g.name)}">')
-        if isinstance(g.train_summary, Unavailable):
-            out.append(unavailable(g.train_summary))
-        else:
-            rows = [[esc(nice(k)), esc(_short(summary_.get(k)))] for k in
-                    ("epochs", "steps", "best_epoch", "best_quality_fd", "images_per_s", "device")
-                    if summary_.get(k) is not None]
-            out.append(table(["", "value"], rows))
-    return "".join(out)
-
-
-def _short(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def quality_section(inputs: ReportInputs) -> str:
-    out = ['<h2 id="quality">Image quality</h2>',
-           '<p class="caption">Each measure compares the kept synthetic images (those used for training) with the '
-           "real training images. Under each value, <i>real</i> is the reference: the same measure for real "
-           "validation images against the real training images. A synthetic value close to it means synthetic "
-           "images differ from real ones about as much as new real images do. <i>before gate</i> is the value for "
-           "all generated images, before the memorisation gate and the confidence filter (shown where it differs). "
-           "&lsquo;All classes&rsquo; is the average over the classes that have a reference.</p>"]
-    out += per_gan(inputs, "quality", "not available: run stage generate", lambda g: quality_table(g.quality) if g.quality
-                   else unavailable("not available: run stage generate (no quality numbers found in "
-                                    f"{inputs.paths.rel(inputs.paths.generate_metrics(g.name))})"))
-    return "".join(out)
-
-
-def _quality_cell(q: QualityRow | None) -> str:
+def _quality_cell(q: QualityRow | None) -> dict | None:
     if q is None:
-        return "–"
-    ref = f"real {sig(q.reference)}" if q.reference is not None else "no reference"
-    cell = f'<b>{sig(q.value)}</b><br><span class="ref">{ref}'
-    if q.value_generated is not None and q.value is not None and abs(q.value_generated - q.value) > 1e-12:
-        cell += f" &middot; before gate {sig(q.value_generated)}"
-    return cell + "</span>"
+        return None
+    changed = q.value_generated is not None and q.value is not None and abs(q.value_generated - q.value) > 1e-12
+    return {"value": sig(q.value), "reference": f"real {sig(q.reference)}" if q.reference is not None else "no reference",
+            "before_gate": sig(q.value_generated) if changed else None}
 
 
-def quality_table(rows: list[QualityRow]) -> str:
+def quality_table(rows: list[QualityRow]) -> dict:
     """One row per measure, one column per scope ('all' first), the meaning last; notes below."""
     scopes = list(dict.fromkeys(["all"] * any(q.scope == "all" for q in rows) + [q.scope for q in rows]))
     by_key = {(q.metric, q.scope): q for q in rows}
-    metrics = list(dict.fromkeys(q.metric for q in rows))
-    body = [[esc(metric_name(m))] + [_quality_cell(by_key.get((m, s))) for s in scopes]
-            + [f'<span class="meaning">{esc(meaning(m))}</span>'] for m in metrics]
-    head = ["measure"] + ["all classes" if s == "all" else esc(nice(s)) for s in scopes] + ["what it means"]
-    notes = dict.fromkeys(f"{nice(q.scope)}: {q.note}" for q in rows if q.note)
-    return table(head, body, range(1, len(scopes) + 1)) + "".join(
-        f'<p class="caption">{esc(n)}</p>' for n in notes)
-
-
-def measure_name(metric: str) -> str:
-    return MEASURE_NAMES.get(metric, nice(metric))
-
-
-def all_gains_table(ev: Evaluation) -> str:
-    """Every measure's gain against real-only, one row per arm (empty when the file has only one measure)."""
-    measures = list(dict.fromkeys(m for a in ev.arms for m in a.gains))
-    if len(measures) < 2:
-        return ""
-    rows = []
-    for a in ev.arms:
-        if a.name == ev.baseline:
-            continue
-        cells = []
-        for m in measures:
-            gain, ci, label = a.gains.get(m, (None, None, None))
-            word = label or _verdict_word(gain, ci)
-            cells.append(f"{fmt(gain, signed=True)}<br><span class=\"ref\">{fmt_ci(ci, signed=True)}"
-                         f"{' &middot; ' + esc(word) if word else ''}</span>")
-        rows.append([esc(a.name) + _arm_mark(a)] + cells)
-    return ('<p class="caption">Gain against real-only on every measure (95% interval and verdict below each). '
-            "Minority-class sensitivity: the share of the rarest class found.</p>"
-            + table(["arm"] + [esc(measure_name(m)) for m in measures], rows,
-                    range(1, len(measures) + 1)))
+    return {"scopes": ["all classes" if s == "all" else nice(s) for s in scopes],
+            "rows": [{"name": metric_name(m), "cells": [_quality_cell(by_key.get((m, s))) for s in scopes],
+                      "meaning": meaning(m)} for m in dict.fromkeys(q.metric for q in rows)],
+            "notes": list(dict.fromkeys(f"{nice(q.scope)}: {q.note}" for q in rows if q.note))}
 
 
 def per_class_rates(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -479,161 +276,77 @@ def per_class_rates(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.where(actual > 0, tp / actual, np.nan), np.where(tn + fp > 0, tn / (tn + fp), np.nan)
 
 
-def _delta(before: float, after: float) -> str:
-    if np.isnan(before) or np.isnan(after):
-        return "–"
-    d = after - before
-    cls = "up" if d > 1e-12 else "down" if d < -1e-12 else ""
-    return f'<span class="{cls}">{d:+.3f}</span>'
-
-
-def classifier_section(inputs: ReportInputs) -> str:
-    out = ['<h2 id="classifier">Does adding synthetic images help the classifier?</h2>']
+def classifier(inputs: ReportInputs) -> dict | None:
+    """The measures, the confusion plot and per-class rates of real-only against the best arm; None without."""
     ev = inputs.evaluation
-    if isinstance(ev, Unavailable):
-        return out[0] + unavailable(ev)
+    if not isinstance(ev, Evaluation):
+        return None
     name = measure_name(ev.metric)
-    out.append(f'<p class="caption">{esc(name[:1].upper() + name[1:])} on the real test split (mean over seeds, '
-               "95% confidence interval). Gain = arm minus real-only; a gain whose interval includes zero may be "
-               "chance. Arms marked &#9679; add synthetic images; arms marked &#9675; add none but start from a "
-               "trained GAN's discriminator (semi-supervised: its class head fine-tuned on the real training "
-               "images); the others are the usual alternatives (class weights, oversampling, classical "
-               "augmentation). Both kinds of GAN arm are also compared with the best arm without them.</p>")
-    rows = []
-    with_p = any(a.p_value is not None for a in ev.arms)
-    with_non_gan = any(a.gain_vs_non_gan is not None for a in ev.arms)
-    for a in ev.arms:
-        is_base = a.name == ev.baseline
-        name = (esc(a.name) + _arm_mark(a) + (" (baseline)" if is_base else "")
-                + (" <b>(best)</b>" if a.name == ev.best else ""))
-        verdict = "" if is_base else a.label or _verdict_word(a.gain, a.gain_ci)
-        row = [name, fmt(a.mean), fmt_ci(a.ci), "–" if is_base else fmt(a.gain, signed=True),
-               "–" if is_base else fmt_ci(a.gain_ci, signed=True), esc(verdict)]
-        row += ["–" if is_base else p_value(a.p_value)] if with_p else []
-        if with_non_gan:
-            gain, ci = (a.gain_vs_non_gan, a.gain_vs_non_gan_ci) if a.uses_gan else (None, None)
-            row += [f"{fmt(gain, signed=True)} {fmt_ci(ci, signed=True)}" if gain is not None else "–"]
-        rows.append(row)
-    head = ["arm", esc(measure_name(ev.metric)), "95% CI", "gain", "gain 95% CI", "verdict"]
-    head += ["p (paired, over seeds)"] if with_p else []
-    if with_non_gan:
-        head += [f"gain vs best non-GAN arm{' (' + esc(ev.best_non_gan) + ')' if ev.best_non_gan else ''}, 95% CI"]
-    out.append(table(head, rows, (1, 2, 3, 4, 6, 7)))
-    out.append(all_gains_table(ev))
-    classes = inputs.classes
+    view = {"measure": name, "measure_title": name[:1].upper() + name[1:],
+            "with_p": any(a.p_value is not None for a in ev.arms),
+            "with_non_gan": any(a.gain_vs_non_gan is not None for a in ev.arms),
+            "measures": list(dict.fromkeys(m for a in ev.arms for m in a.gains)), "confusion": None}
+    view["measure_names"] = [measure_name(m) for m in view["measures"]]
     base, best = ev.baseline, ev.best
-    have = [a for a in (base, best) if a in ev.confusion]
-    if len(have) < 2 or not classes:
+    if sum(a in ev.confusion for a in (base, best)) < 2 or not inputs.classes:
         missing = ", ".join(a or "?" for a in (base, best) if a not in ev.confusion)
-        out.append(unavailable(f"not available: run stage evaluate (confusion matrices of {missing or 'the arms'} "
-                               f"not found in {inputs.paths.rel(inputs.paths.results_dir)})"))
-        return "".join(out)
+        view["missing"] = (f"not available: run stage evaluate (confusion matrices of {missing or 'the arms'} "
+                             f"not found in {inputs.paths.rel(inputs.paths.results_dir)})")
+        return view
     mb, ma = ev.confusion[base], ev.confusion[best]
-    uri = data_uri(confusion_pair([(f"real only ({base})", mb), (f"best augmented ({best})", ma)], classes))
-    out.append(f'<p class="caption">Confusion matrices {esc(ev.confusion_note)}: rows are the true class, columns the '
-               "predicted class; in brackets the share of the true class.</p>")
-    out.append(f'<img class="plot" src="{uri}" alt="confusion matrices, real only and best augmented arm">')
-    sb, pb = per_class_rates(mb)
-    sa, pa = per_class_rates(ma)
-    rows = [[esc(nice(c)), fmt(None if np.isnan(sb[i]) else sb[i]), fmt(None if np.isnan(sa[i]) else sa[i]),
-             _delta(sb[i], sa[i]), fmt(None if np.isnan(pb[i]) else pb[i]), fmt(None if np.isnan(pa[i]) else pa[i]),
-             _delta(pb[i], pa[i])] for i, c in enumerate(classes)]
-    out.append('<p class="caption">Sensitivity: share of images of the class found. Specificity: share of images '
-               "of other classes not called this class.</p>")
-    out.append(table(["class", "sensitivity real only", "sensitivity best", "change", "specificity real only",
-                      "specificity best", "change"], rows, range(1, 7)))
-    return "".join(out)
+    view["confusion"] = data_uri(confusion_pair([(f"real only ({base})", mb), (f"best augmented ({best})", ma)],
+                                                inputs.classes))
+    rates = [[None if np.isnan(v) else float(v) for v in r] for r in (*per_class_rates(mb), *per_class_rates(ma))]
+    view["rates"] = [(nice(c), [(rates[0][i], rates[2][i]), (rates[1][i], rates[3][i])])
+                     for i, c in enumerate(inputs.classes)]
+    return view
 
 
-def review_section(inputs: ReportInputs) -> str:
-    scores = inputs.review_scores
+def review(scores: dict | None) -> dict | None:
+    """The scored reader study's tables (plain values); None before any answers were scored."""
     if not scores or not scores.get("readers"):
-        return ""
-    out = ['<h2 id="review">Blinded review: could readers tell synthetic from real?</h2>',
-           f'<p class="caption">{scores.get("n_items", "?")} images, about half synthetic. Positive = synthetic: '
-           "sensitivity = synthetic images spotted, specificity = real images called real. Accuracy near 0.5 "
-           "means readers could not tell them apart.</p>"]
-    rows = []
-    for name, r in list(scores["readers"].items()) + [("all readers pooled", scores.get("pooled") or {})]:
-        ci = r.get("accuracy_ci95")
-        rows.append([esc(name), str(r.get("n", "")), fmt(r.get("accuracy"), 2),
-                     fmt_ci(tuple(ci) if ci else None, 2), p_value(r.get("p_value_vs_chance")),
-                     fmt(r.get("sensitivity"), 2), fmt(r.get("specificity"), 2), fmt(r.get("mean_confidence"), 1)])
-    out.append(table(["reader", "answers", "accuracy", "95% CI", "p vs guessing", "sensitivity", "specificity",
-                      "mean confidence"], rows, range(1, 8)))
-    class_rows = []
-    for name, r in scores["readers"].items():
-        for cls, c in (r.get("per_class") or {}).items():
-            class_rows.append([esc(name), esc(nice(cls)), str(c.get("n", "")), fmt(c.get("accuracy"), 2),
-                               fmt(c.get("sensitivity"), 2), fmt(c.get("specificity"), 2)])
-    if class_rows:
-        out.append("<h3>Per class</h3>" + table(["reader", "class", "answers", "accuracy", "sensitivity",
-                                                 "specificity"], class_rows, range(2, 6)))
+        return None
+    readers = list(scores["readers"].items())
     ag = scores.get("agreement") or {}
-    if ag.get("method"):
-        method = "Cohen's kappa" if ag["method"] == "cohen" else "Fleiss' kappa"
-        out.append(f"<p>Agreement between the {ag.get('n_readers')} readers on {ag.get('n_items_common')} images "
-                   f"answered by all: {method} <b>{fmt(ag.get('kappa'), 2)}</b> (1 = always agree, 0 = no more "
-                   "than chance, below 0 = less than chance).</p>")
-    comments = scores.get("comments") or []
-    if comments:
-        rows = [[esc(c["reader"]), esc(c["item"]), esc(c["comment"])] for c in comments]
-        out.append(f"<details><summary>Readers' comments ({len(comments)})</summary>"
-                   + table(["reader", "item", "comment"], rows) + "</details>")
-    return "".join(out)
+    pooled = scores.get("pooled") or {}
+    return {"n_items": scores.get("n_items", "?"), "n_readers": len(readers),
+            "pooled": {"accuracy": fmt(pooled.get("accuracy"), 2), "ci": fmt_ci(pooled.get("accuracy_ci95"), 2)},
+            "readers": [[name, str(r.get("n", "")), fmt(r.get("accuracy"), 2), fmt_ci(r.get("accuracy_ci95"), 2),
+                         p_value(r.get("p_value_vs_chance")), fmt(r.get("sensitivity"), 2),
+                         fmt(r.get("specificity"), 2), fmt(r.get("mean_confidence"), 1)]
+                        for name, r in readers + [("all readers pooled", pooled)]],
+            "per_class": [[name, nice(cls), str(c.get("n", "")), fmt(c.get("accuracy"), 2),
+                           fmt(c.get("sensitivity"), 2), fmt(c.get("specificity"), 2)]
+                          for name, r in readers for cls, c in (r.get("per_class") or {}).items()],
+            "agreement": ag if ag.get("method") else None,
+            "comments": [[c["reader"], c["item"], c["comment"]] for c in scores.get("comments") or []]}
 
 
-def provenance_section(inputs: ReportInputs, prov: Provenance, dataset: str) -> str:
-    out = ['<h2 id="provenance">Provenance</h2>']
-    meta = inputs.meta
-    if isinstance(meta, dict):
-        keys = ("dataset", "modality", "reader", "task", "channels", "resolution_px", "n_groups", "patient_level_split")
-        rows = [[esc(nice(k)), esc(meta[k])] for k in keys if k in meta]
-        for split, counts in (meta.get("counts") or {}).items():
-            rows.append([f"{esc(split)} images", _counts_text(counts, inputs.classes)])
-        out.append("<h3>Data set</h3>" + table(["", "value"], rows))
-    else:
-        out.append(unavailable(meta))
-    dirty = " (with uncommitted changes)" if prov.git_dirty else ""
+def provenance(inputs: ReportInputs, prov: Provenance) -> dict:
+    """The data set's description and the MLflow runs of the stages (the rest is read from ``prov``)."""
+    meta = inputs.meta if isinstance(inputs.meta, dict) else {}
+    keys = ("dataset", "modality", "reader", "task", "channels", "resolution_px", "n_groups", "patient_level_split")
     runs = []
     for g in inputs.gans:
         for stage, src in (("train_gan", g.train_summary), ("generate", g.generate_metrics)):
             run_id = find_key(src, r"mlflow_run_id$") if isinstance(src, dict) else None
             if run_id:
-                runs.append([f"{stage} {esc(g.name)}", f"<code>{esc(run_id)}</code>"])
+                runs.append((f"{stage} {g.name}", run_id))
     if isinstance(inputs.evaluation, Evaluation) and inputs.evaluation.parent_run_id:
-        runs.append(["evaluate (parent run of the data set)", f"<code>{esc(inputs.evaluation.parent_run_id)}</code>"])
-    out.append("<h3>Code and runs</h3>" + table(["", "value"], [
-        ["git commit", f"<code>{esc(prov.git_commit)}</code>{dirty}"],
-        ["report built", esc(prov.built_at)],
-        ["MLflow tracking", f"<code>{esc(prov.tracking_uri or 'off')}</code>"], *runs]))
-    if prov.input_files:
-        out.append("<h3>Input files</h3>" + table(["file", "size, sha256"], [[f"<code>{esc(p)}</code>", esc(h)]
-                                                                             for p, h in prov.input_files]))
-    if prov.params:
-        out.append("<details><summary>Parameters (params.yaml sections used)</summary><pre>"
-                   + esc(yaml.safe_dump(prov.params, sort_keys=False, default_flow_style=None)) + "</pre></details>")
-    return "".join(out)
+        runs.append(("evaluate (parent run of the data set)", inputs.evaluation.parent_run_id))
+    return {"data": [[nice(k), meta[k]] for k in keys if k in meta]
+            + [[f"{split} images", _counts_text(counts, inputs.classes)]
+               for split, counts in (meta.get("counts") or {}).items()],
+            "runs": runs, "params": yaml.safe_dump(prov.params, sort_keys=False, default_flow_style=None)}
 
 
 def render_report(inputs: ReportInputs, cfg: ReportConfig, prov: Provenance, dataset: str) -> str:
     thumbs = Thumbs(inputs, cfg)
-    body = "".join([
-        f"<h1>Synthetic image report: {esc(dataset)}</h1>",
-        '<nav class="toc">' + "".join(f'<a href="#{a}">{t}</a>' for a, t in TOC
-                                      if a != "review" or (inputs.review_scores or {}).get("readers")) + "</nav>",
-        '<p class="caption">For clinicians: what the GANs made, whether the images look plausible, whether they '
-        "copy patients' images, and whether they helped the classifier.</p>",
-        summary(inputs, dataset),
-        samples_section(inputs, cfg, thumbs),
-        excluded_section(inputs, cfg, thumbs),
-        training_section(inputs),
-        quality_section(inputs),
-        classifier_section(inputs),
-        review_section(inputs),
-        provenance_section(inputs, prov, dataset),
-    ])
-    return page(f"Synthetic image report: {dataset}", body)
+    scores = review(inputs.review_scores)
+    return render("report.html.j2", dataset=dataset, toc=[(a, t) for a, t in TOC if a != "review" or scores],
+                  meta=inputs.meta, train=inputs.train, ev=inputs.evaluation, summary=summary(inputs),
+                  thumbs_caption=thumbs.caption(), gans=[gan_view(g, inputs, cfg, thumbs) for g in inputs.gans],
+                  classifier=classifier(inputs), review=scores, prov=prov, provenance=provenance(inputs, prov))
 
 
 def params_for_report(params: object, dataset: str) -> dict:

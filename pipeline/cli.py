@@ -158,24 +158,10 @@ def option_value(argv: list[str], names: tuple[str, ...], default: str) -> str:
     return value
 
 
-def runs_table_urls(uri: str, base_url: str) -> list[str]:
-    """One line per pipeline experiment: its runs table (MLflow 3's ``#/experiments/<id>/runs``; an experiment
-    otherwise opens on its GenAI overview), in the evaluate stage's shared view (one macro-F1 column per arm)
-    once an evaluate run has saved it."""
-    import mlflow
-
-    from pipeline.tracking import ARMS_VIEW, EXPERIMENT_PREFIX, SHARED_VIEW_PREFIX
-
-    experiments = mlflow.MlflowClient(uri).search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}-%'")
-    return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs"
-            + (f"?viewStateShareKey={ARMS_VIEW}" if SHARED_VIEW_PREFIX + ARMS_VIEW in e.tags else "")
-            for e in sorted(experiments, key=lambda e: e.name)]
-
-
 def cmd_ui(args: argparse.Namespace) -> int:
     """``mlflow ui`` on the pipeline's store (the sqlite file this checkout's stages write to); prints the
     address of each data set's runs table first."""
-    from pipeline.tracking import tracking_uri
+    from pipeline.tracking import runs_table_urls, tracking_uri
 
     uri = tracking_uri()
     host = option_value(args.mlflow_args, ("--host", "-h"), "127.0.0.1")

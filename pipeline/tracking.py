@@ -10,10 +10,11 @@ may run stages side by side on one ``mlflow.db``). With tracking off (param, or 
 """
 from __future__ import annotations
 
-import json
 import dataclasses
+import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import time
@@ -133,16 +134,24 @@ def with_retry(fn: Callable[..., T], *args: Any, attempts: int = 8, **kwargs: An
     raise AssertionError("unreachable")
 
 
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """Dataclasses and nested dicts -> ``{"a.b.c": value}`` for MLflow params."""
+def flatten(obj: Any, prefix: str = "", numbers_only: bool = False) -> dict[str, Any]:
+    """Dataclasses and nested dicts -> ``{"a.b.c": value}`` for MLflow params; ``numbers_only``: keep only
+    int/float leaves (not bools or None), for metrics."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     if isinstance(obj, dict):
         out: dict[str, Any] = {}
         for k, v in obj.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k), numbers_only))
         return out
+    if numbers_only and (isinstance(obj, bool) or not isinstance(obj, (int, float))):
+        return {}
     return {prefix: obj}
+
+
+def metric_key(name: str) -> str:
+    """MLflow allows letters, digits, _ - . / and spaces in metric names; anything else becomes _."""
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name).strip() or "_"
 
 
 class Tracker:
@@ -160,7 +169,7 @@ class Tracker:
         if self.enabled:
             import mlflow
 
-            clean = {k: float(v) for k, v in metrics.items() if v is not None}
+            clean = {metric_key(k): float(v) for k, v in metrics.items() if v is not None}
             with_retry(mlflow.log_metrics, clean, step=step)
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -393,3 +402,57 @@ def log_metric_series(tracker: Tracker, rows: list[dict[str, Any]], step_key: st
     client = mlflow.MlflowClient()
     for i in range(0, len(metrics), 1000):  # MLflow's batch limit
         with_retry(client.log_batch, tracker.run_id, metrics=metrics[i:i + 1000])
+
+
+def log_to_parent_run(dataset: str, files: list[Path], parent_run_id: str | None, *, enabled: bool, stage: str,
+                  artifact_path: str, metrics: dict[str, float] | None = None,
+                  tags: dict[str, str] | None = None) -> str | None:
+    """Log ``files`` (and ``metrics``) to the data set's parent run; without one, to a new run ``<stage>-<dataset>``.
+
+    The parent run is ``parent_run_id`` (from the evaluate stage's metrics) when this tracking store has it,
+    else the latest run named ``evaluate-<dataset>``. It is left as it is (status, end time): artifacts and
+    metrics are added through the client. Returns the run id used, or None with tracking off.
+    """
+    if not tracking_enabled(enabled):
+        return None
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    clean = {metric_key(k): float(v) for k, v in (metrics or {}).items() if v is not None}
+    client = MlflowClient(ready_store())
+    wanted = parent_run_id
+    try:  # the id evaluate recorded, else the latest run named evaluate-<dataset> in this store
+        parent_run_id = find_run("evaluate", dataset, None, parent_run_id)
+    except Exception as exc:  # an unreadable store: a new run below will say more
+        log.warning("looking up the evaluate run of %s failed: %s", dataset, exc)
+        parent_run_id = None
+    if wanted and parent_run_id != wanted:  # e.g. a fresh mlflow.db: the recorded id is from another store
+        warnings.warn(f"MLflow parent run {wanted} is not in {tracking_uri()}; logging to "
+                      f"{parent_run_id or f'a new run {stage}-{dataset}'} instead", stacklevel=2)
+    if parent_run_id:
+        for path in files:
+            with_retry(client.log_artifact, parent_run_id, str(path), artifact_path)
+        if clean:
+            now = int(time.time() * 1000)
+            with_retry(client.log_batch, parent_run_id, metrics=[Metric(k, v, now, 0) for k, v in clean.items()])
+        for k, v in (tags or {}).items():
+            with_retry(client.set_tag, parent_run_id, k, v)
+        return parent_run_id
+    with start_run(stage, dataset, tags=tags) as tracker:
+        for path in files:
+            tracker.log_artifact(path, artifact_path)
+        if clean:
+            tracker.log_metrics(clean)
+        return tracker.run_id
+
+
+def runs_table_urls(uri: str, base_url: str) -> list[str]:
+    """One line per pipeline experiment: its runs table (MLflow 3's ``#/experiments/<id>/runs``; an experiment
+    otherwise opens on its GenAI overview), in the evaluate stage's shared view (one macro-F1 column per arm)
+    once an evaluate run has saved it."""
+    import mlflow
+
+    experiments = mlflow.MlflowClient(uri).search_experiments(filter_string=f"name LIKE '{EXPERIMENT_PREFIX}-%'")
+    return [f"{e.name}: {base_url}/#/experiments/{e.experiment_id}/runs"
+            + (f"?viewStateShareKey={ARMS_VIEW}" if SHARED_VIEW_PREFIX + ARMS_VIEW in e.tags else "")
+            for e in sorted(experiments, key=lambda e: e.name)]

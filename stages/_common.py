@@ -63,14 +63,20 @@ def error_line(exc: BaseException) -> str | None:
     return None
 
 
-def run(main: Callable[[], None]) -> None:
-    """Call ``main``; a PipelineError, an OS error or a full MLflow store exits 2 with one line (error_line)."""
-    logging.basicConfig(level=os.environ.get("PIPELINE_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+def exit_code(body: Callable[[], int | None]) -> int:
+    """Call ``body``; its return value (None = 0) is the exit code, and a PipelineError, an OS error or a full
+    MLflow store prints one line (error_line) and gives 2. Anything else is a bug: its traceback is shown."""
     try:
-        main()
+        return body() or 0
     except Exception as exc:
         line = error_line(exc)
         if line is None:
             raise
         print(line, file=sys.stderr)
-        sys.exit(2)
+        return 2
+
+
+def run(main: Callable[[], int | None]) -> None:
+    """Set up logging, call ``main`` through :func:`exit_code` and exit with its code."""
+    logging.basicConfig(level=os.environ.get("PIPELINE_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(exit_code(main))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.config import dataset, load_params
 from pipeline.report.build import build
-from pipeline.report.publish import log_to_mlflow
+from pipeline.tracking import log_to_parent_run
 from stages._common import parser, run
 
 
@@ -25,7 +25,7 @@ def main() -> None:
     dataset(params, args.dataset, args.params)
     cfg = params.report
     built = build(Path(args.root), args.dataset, params)
-    run_id = log_to_mlflow(args.dataset, [built.index, built.review], built.parent_run_id, enabled=cfg.tracking,
+    run_id = log_to_parent_run(args.dataset, [built.index, built.review], built.parent_run_id, enabled=cfg.tracking,
                            stage="report", artifact_path="report",
                            tags={"report.review_page_id": str(built.page_id)})
     print(f"report {args.dataset}: {built.index} ({_kib(built.index)}, {built.seconds['report']:.1f} s), "

@@ -17,7 +17,8 @@ from pipeline.config import dataset, load_params
 from pipeline.errors import DataError
 from pipeline.report.build import rebuild_index
 from pipeline.report.inputs import Evaluation, Paths, read_evaluation
-from pipeline.report.publish import log_to_mlflow, write_json
+from pipeline.report.publish import write_json
+from pipeline.tracking import log_to_parent_run
 from pipeline.report.scoring import read_answers, read_key, score
 from stages._common import parser, run
 
@@ -59,7 +60,7 @@ def main() -> None:
                for m in ("accuracy", "sensitivity", "specificity")}
     metrics.update({f"review.pooled.{m}": result["pooled"][m] for m in ("accuracy", "sensitivity", "specificity")},
                    **{"review.kappa": ag["kappa"], "review.n_readers": ag["n_readers"]})
-    run_id = log_to_mlflow(args.dataset, files, parent, enabled=cfg.tracking, stage="review", artifact_path="report",
+    run_id = log_to_parent_run(args.dataset, files, parent, enabled=cfg.tracking, stage="review", artifact_path="report",
                            metrics=metrics, tags={"report.review_page_id": str(key.get("page_id"))})
     print(f"scores: {paths.review_scores}" + (f"; report: {files[1]}" if len(files) > 1 else "")
           + (f"; MLflow run {run_id}" if run_id else ""))

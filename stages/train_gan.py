@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from pipeline.config import dataset as dataset_config
@@ -21,7 +20,7 @@ from pipeline.config import load_params
 from pipeline.gan.config import MODELS
 from pipeline.gan.train import headline_metrics, train_gan
 from pipeline.io import atomic_dir, write_csv_atomic, write_json_atomic
-from stages._common import check_writable, error_line
+from stages._common import check_writable, exit_code, run
 
 CSV_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
                "diversity_ratio", "images_per_s")
@@ -38,38 +37,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", help="headline metrics JSON (default: metrics/train_gan/<dataset>_<model>.json)")
     ap.add_argument("--plots", help="loss-curve CSV (default: plots/train_gan/<dataset>_<model>.csv)")
     args = ap.parse_args(argv)
+    return exit_code(lambda: train(args))
+
+
+def train(args: argparse.Namespace) -> int:
     name = f"{args.dataset}_{args.model}"
-    try:
-        params = load_params(args.params)
-        cfg = params.gan
-        if args.data_dir is None:
-            dataset_config(params, args.dataset, args.params)  # a clear error for an unknown data set
-        data_dir = Path(args.data_dir or Path("data") / args.dataset)
-        run_dir = Path(args.run_dir or Path(cfg.work_dir) / args.dataset / args.model)
-        out_dir = Path(args.out_dir or Path("models") / args.dataset / args.model)
-        metrics_path = Path(args.metrics or Path("metrics/train_gan") / f"{name}.json")
-        plots_path = Path(args.plots or Path("plots/train_gan") / f"{name}.csv")
-        check_writable(run_dir / "last.pt", out_dir, metrics_path, plots_path)
-        result = train_gan(cfg, args.model, data_dir, run_dir, args.dataset)
-        if result is None:  # a DDP rank other than 0: rank 0 writes the outputs
-            return 0
-        with atomic_dir(out_dir) as out:
-            shutil.copy2(result.best, out / "best.pt")
-            shutil.copy2(result.last, out / "last.pt")
-            (out / "samples").mkdir()
-            for png in result.samples:
-                shutil.copy2(png, out / "samples" / png.name)
-            write_json_atomic(out / "train_summary.json", result.summary)
-        write_json_atomic(metrics_path, headline_metrics(result.summary))
-        write_csv_atomic(plots_path, result.history, CSV_COLUMNS, blank_nonfinite=True)
-    except Exception as exc:  # one line, no traceback: bad input, full disk, unwritable folder (error_line)
-        line = error_line(exc)
-        if line is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
+    params = load_params(args.params)
+    cfg = params.gan
+    if args.data_dir is None:
+        dataset_config(params, args.dataset, args.params)  # a clear error for an unknown data set
+    data_dir = Path(args.data_dir or Path("data") / args.dataset)
+    run_dir = Path(args.run_dir or Path(cfg.work_dir) / args.dataset / args.model)
+    out_dir = Path(args.out_dir or Path("models") / args.dataset / args.model)
+    metrics_path = Path(args.metrics or Path("metrics/train_gan") / f"{name}.json")
+    plots_path = Path(args.plots or Path("plots/train_gan") / f"{name}.csv")
+    check_writable(run_dir / "last.pt", out_dir, metrics_path, plots_path)
+    result = train_gan(cfg, args.model, data_dir, run_dir, args.dataset)
+    if result is None:  # a DDP rank other than 0: rank 0 writes the outputs
+        return 0
+    with atomic_dir(out_dir) as out:
+        shutil.copy2(result.best, out / "best.pt")
+        shutil.copy2(result.last, out / "last.pt")
+        (out / "samples").mkdir()
+        for png in result.samples:
+            shutil.copy2(png, out / "samples" / png.name)
+        write_json_atomic(out / "train_summary.json", result.summary)
+    write_json_atomic(metrics_path, headline_metrics(result.summary))
+    write_csv_atomic(plots_path, result.history, CSV_COLUMNS, blank_nonfinite=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main)

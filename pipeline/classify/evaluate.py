@@ -297,17 +297,6 @@ def headline_metrics(details: dict, gan_arms: list[str]) -> dict:
     return out
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    """``{"acgan": {"macro_f1": x}}`` -> ``{"acgan.macro_f1": x}``, numbers only (MLflow metrics)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _log_child(parent: tracking.Tracker, run: RunOutput, report: dict, counts: np.ndarray, classes: list[str],
                tags: dict, params: dict, dataset: str) -> None:
     with tracking.start_child_run(parent, f"{run.arm}-seed{run.seed}", params=params,
@@ -367,7 +356,7 @@ def log_parent_summary(parent: tracking.Tracker, headline: dict, timing: dict, o
     table at the top of its artifacts (the first thing the run page shows) and the whole results folder."""
     if not parent.enabled:
         return
-    parent.log_metrics(_flat(headline))
+    parent.log_metrics(tracking.flatten(headline, numbers_only=True))
     parent.log_metrics({k: v for k, v in timing.items() if k.startswith(("time_s", "train_"))})
     parent.set_tags({"best_non_gan": headline["best_non_gan"]})
     arms = [a for a, v in headline.items() if isinstance(v, dict)]

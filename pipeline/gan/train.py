@@ -16,7 +16,6 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import time
@@ -141,10 +140,6 @@ def better_check(q: dict, best: dict, floor: float = 0.0) -> bool:
     if tier != best_tier:
         return tier < best_tier
     return q["quality_fd"] < best["score"]
-
-
-def metric_key(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", name)
 
 
 def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | Path,
@@ -340,8 +335,8 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                         q = watch(step_fn.generator)
                         last_quality = q
                         row.update(quality_fd=q["quality_fd"], diversity_ratio=q["diversity_ratio"])
-                        tracker.log_metrics({**{metric_key(f"fd_{c}"): v for c, v in q["fd"].items()},
-                                             **{metric_key(f"diversity_{c}"): v for c, v in q["diversity"].items()},
+                        tracker.log_metrics({**{f"fd_{c}": v for c, v in q["fd"].items()},
+                                             **{f"diversity_{c}": v for c, v in q["diversity"].items()},
                                              "collapsed_classes": len(q["collapsed"])}, step=done)
                         if q["collapsed"]:
                             msg = (f"epoch {done}: diversity of {', '.join(q['collapsed'])} fell below "

@@ -433,7 +433,7 @@ def log_to_mlflow(tracker, run: GenerationRun, out_dir: Path) -> None:
         for key in ("scale", "real_val_pass_rate"):
             if isinstance(per.get(key), (int, float)):
                 flat[f"realism_{key}_{c}"] = per[key]
-    tracker.log_metrics({re.sub(r"[^A-Za-z0-9_\-. /]", "_", k): v for k, v in flat.items()})
+    tracker.log_metrics(flat)  # names cleaned by the tracker
     for name in ("samples.png", "manifest.csv", "memorised/memorised.csv"):
         if (out_dir / name).is_file():
             tracker.log_artifact(out_dir / name, "generate")

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.classify.config import BudgetConfig, ClassifierConfig, EvaluateConfig, StatsConfig
-from pipeline.data.cache import SplitArrays, save_split
+from pipeline.data.cache import SplitArrays
 from pipeline.data.synthetic import MANIFEST_COLUMNS
 from tests.conftest import write_png
+from tests.toydata import shape_images, toy_split, write_ingested
 
 CLASSES = ["normal", "benign", "malignant"]
 SIZE_PX = 16
@@ -18,44 +18,13 @@ SIZE_PX = 16
 COUNTS = {"train": (18, 10, 5), "val": (5, 4, 3), "test": (8, 6, 4)}
 
 
-def shape_images(labels: np.ndarray, channels: int = 1, seed: int = 0, size_px: int = SIZE_PX) -> np.ndarray:
-    """uint8 (N, C, H, W): class 0 a dim square, class 1 a brighter horizontal bar, class 2 a bright vertical
-    bar, near the centre (like lesion-centred patches) on a noisy background; shape and brightness tell the class."""
-    rs = np.random.RandomState(seed)
-    yy, xx = np.mgrid[:size_px, :size_px]
-    out = np.empty((len(labels), channels, size_px, size_px), np.uint8)
-    for n, label in enumerate(labels):
-        cy, cx = size_px // 2 + rs.randint(-2, 3, size=2)
-        if label == 0:
-            mask = (abs(yy - cy) < 3) & (abs(xx - cx) < 3)
-        elif label == 1:
-            mask = (abs(yy - cy) < 2) & (abs(xx - cx) < 6)
-        else:
-            mask = (abs(xx - cx) < 2) & (abs(yy - cy) < 6)
-        img = np.clip(40 + (90 + 50 * label) * mask + rs.normal(0, 10, mask.shape), 0, 255)
-        out[n] = np.repeat(img[None], channels, axis=0).astype(np.uint8)
-        if channels == 3:
-            out[n, 2] = np.clip(out[n, 2].astype(int) - 30, 0, 255)  # a tint, so RGB differs from grey
-    return out
-
-
 def make_split(split: str, channels: int = 1, seed: int = 0) -> SplitArrays:
-    labels = np.concatenate([np.full(n, k, np.int64) for k, n in enumerate(COUNTS[split])])
-    ids = np.array([f"{split}_{CLASSES[k]}_{i:03d}" for i, k in enumerate(labels)])
-    return SplitArrays(shape_images(labels, channels, seed + 100 * list(COUNTS).index(split)), labels, ids)
+    return toy_split(split, COUNTS[split], CLASSES, channels, SIZE_PX, seed + 100 * list(COUNTS).index(split))
 
 
 def write_cache(data_dir: Path, channels: int = 1, splits: dict[str, SplitArrays] | None = None) -> Path:
-    """An ingest cache as pipeline/data/cache.py describes it (npz per split + meta.json)."""
-    (data_dir / "cache").mkdir(parents=True, exist_ok=True)
-    splits = splits or {s: make_split(s, channels) for s in COUNTS}
-    for split, arrays in splits.items():
-        save_split(data_dir / "cache" / f"{split}.npz", arrays)
-    counts = {s: {c: int((a.labels == k).sum()) for k, c in enumerate(CLASSES)} for s, a in splits.items()}
-    meta = {"classes": CLASSES, "channels": channels, "resolution_px": SIZE_PX, "modality": "mammography",
-            "patient_level_split": True, "counts": counts, "dataset": "toy"}
-    (data_dir / "meta.json").write_text(json.dumps(meta))
-    return data_dir
+    """An ingested data set (tests/toydata.py): ``splits``, by default :func:`make_split` of each split."""
+    return write_ingested(data_dir, splits or {s: make_split(s, channels) for s in COUNTS}, CLASSES)
 
 
 def write_manifest(gan_dir: Path, gan: str, per_class: dict[str, int], channels: int = 1, seed: int = 7,

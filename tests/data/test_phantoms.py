@@ -17,13 +17,10 @@ from pydicom.pixels import apply_modality_lut
 from pydicom.uid import DigitalMammographyXRayImageStorageForPresentation, ExplicitVRLittleEndian, RLELossless
 
 from pipeline.config import PhantomConfig
-from pipeline.data.phantoms import (
-    _class_severities,
-    _draw_film_labels,
-    _rle_frame,
-    write_cell_phantoms,
-    write_mammography_phantoms,
-)
+from pipeline.data.phantoms import write_cell_phantoms, write_mammography_phantoms
+from pipeline.data.phantoms.cells import _class_severities
+from pipeline.data.phantoms.dicom import _rle_frame
+from pipeline.data.phantoms.mammography import _draw_film_labels
 from pipeline.errors import DataError
 
 # 10 patients is the smallest set with the 'every class at least 3 films' guarantee.

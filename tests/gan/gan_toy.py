@@ -1,11 +1,13 @@
 """Tiny synthetic data for the GAN tests: simple shapes per class, written as an ingest cache."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from pipeline.data.cache import SplitArrays
+from tests.toydata import write_ingested
 
 SHAPES = ("square", "cross", "bars")
 
@@ -37,16 +39,12 @@ def shape_images(n_per_class: int, size_px: int = 16, channels: int = 1, n_class
 
 def write_cache(data_dir: Path, n_train: int = 32, n_val: int = 8, size_px: int = 16, channels: int = 1,
                 n_classes: int = 2) -> Path:
-    """An ingest cache as pipeline.data.cache describes it (train/val/test npz + meta.json)."""
-    (data_dir / "cache").mkdir(parents=True, exist_ok=True)
+    """An ingested data set of shapes (tests/toydata.py): ``n_train`` per class in train, ``n_val`` in val and test."""
+    splits = {}
     for split, n, seed in (("train", n_train, 0), ("val", n_val, 1), ("test", n_val, 2)):
         x, y = shape_images(n, size_px, channels, n_classes, seed)
-        ids = np.asarray([f"{split}_{i}" for i in range(len(y))])
-        np.savez(data_dir / "cache" / f"{split}.npz", images=x, labels=y, image_ids=ids)
-    meta = {"classes": list(SHAPES[:n_classes]), "channels": channels, "resolution_px": size_px,
-            "modality": "cytology" if channels == 3 else "mammography"}
-    (data_dir / "meta.json").write_text(json.dumps(meta))
-    return data_dir
+        splits[split] = SplitArrays(x, y, np.asarray([f"{split}_{i}" for i in range(len(y))]))
+    return write_ingested(data_dir, splits, SHAPES[:n_classes], modality="cytology" if channels == 3 else "mammography")
 
 
 def tiny_gan_section(**train_overrides) -> dict:

@@ -2,15 +2,16 @@
 file with a fast ``generate`` section, and an untrained generator saved in the GAN checkpoint format."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
+from pipeline.data.cache import SplitArrays
 from pipeline.gan.checkpoint import FORMAT, save_checkpoint
 from pipeline.gan.models import build_models
+from tests.toydata import write_ingested
 
 CLASSES = ["square", "disc", "bars"]
 TRAIN_COUNTS = (12, 6, 4)  # imbalanced: disc and bars are the minority classes
@@ -41,15 +42,12 @@ def shapes(counts: tuple[int, ...], size_px: int = 32, channels: int = 1, seed: 
 
 def write_toy_cache(data_dir: Path, size_px: int = 32, channels: int = 1, modality: str = "mammography",
                     train_counts: tuple[int, ...] = TRAIN_COUNTS, val_counts: tuple[int, ...] = VAL_COUNTS) -> Path:
-    """Train, val and test splits (test the size of val) as the ingest stage writes them."""
-    (data_dir / "cache").mkdir(parents=True, exist_ok=True)
+    """Train, val and test splits (test the size of val) as the ingest stage writes them (tests/toydata.py)."""
+    splits = {}
     for split, counts, seed in (("train", train_counts, 0), ("val", val_counts, 1), ("test", val_counts, 2)):
         x, y = shapes(counts, size_px, channels, seed)
-        ids = np.asarray([f"{split}_{i:03d}" for i in range(len(y))])
-        np.savez(data_dir / "cache" / f"{split}.npz", images=x, labels=y, image_ids=ids)
-    meta = {"classes": CLASSES, "channels": channels, "resolution_px": size_px, "modality": modality}
-    (data_dir / "meta.json").write_text(json.dumps(meta))
-    return data_dir
+        splits[split] = SplitArrays(x, y, np.asarray([f"{split}_{i:03d}" for i in range(len(y))]))
+    return write_ingested(data_dir, splits, CLASSES, modality=modality)
 
 
 def write_toy_checkpoint(path: Path, model: str = "cdcgan", size_px: int = 32, channels: int = 1,

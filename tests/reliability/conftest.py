@@ -67,7 +67,7 @@ def phantom_project(stages: StageRunner, empty_mlflow_db: Path,
     """The whole pipeline on tiny phantom settings, every stage through its command, MLflow on (~30 s).
 
     The phantom DICOMs carry fake patient names, ids, birth dates, accession numbers, institution and study
-    dates (pipeline/data/phantoms.py). Between train_gan and generate the generator's weights are widened
+    dates (pipeline/data/phantoms/dicom.py). Between train_gan and generate the generator's weights are widened
     (as tests/generate/gen_toy.py does): a 2-epoch GAN draws near-identical images that the memorisation
     gate rightly rejects, and generate must keep some for the report and the DICOM export to be checked.
     """

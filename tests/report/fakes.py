@@ -20,8 +20,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from pipeline.data.cache import SplitArrays, save_split
+from pipeline.data.cache import SplitArrays
 from pipeline.data.synthetic import MANIFEST_COLUMNS
+from tests.toydata import write_ingested
 
 CLASSES = ["normal", "benign", "malignant"]
 LOSS_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
@@ -64,9 +65,7 @@ def make_project(root: Path, dataset: str = "mammo", modality: str = "mammograph
     ``discriminator_arm``: the evaluation also has the semi-supervised arm ``acgan_discriminator`` (it scores
     above every other arm, so a reader that took it for a GAN-image or a non-GAN arm would pick it as best)."""
     rng = np.random.default_rng(0)
-    data = root / "data" / dataset
-    (data / "cache").mkdir(parents=True, exist_ok=True)
-    counts = {}
+    arrays = {}
     splits = {"train": [8, 6, 4], "val": [2, 2, 1], "test": [6, 5, 3]}
     for split, per_class in splits.items():
         images, labels, ids = [], [], []
@@ -75,13 +74,9 @@ def make_project(root: Path, dataset: str = "mammo", modality: str = "mammograph
                 images.append(blob_image(rng, c, channels, px, synthetic=False))
                 labels.append(c)
                 ids.append(f"{split}_{CLASSES[c]}_{k:03d}_a1b2c3")
-        save_split(data / "cache" / f"{split}.npz", SplitArrays(np.stack(images), np.array(labels, np.int64),
-                                                                np.array(ids)))
-        counts[split] = dict(zip(CLASSES, per_class))
-    (data / "meta.json").write_text(json.dumps({
-        "channels": channels, "classes": CLASSES, "counts": counts, "dataset": dataset, "modality": modality,
-        "n_groups": 20, "patient_level_split": patient_level_split, "reader": "folder", "resolution_px": px,
-        "synthetic": False, "task": "patches"}, indent=2))
+        arrays[split] = SplitArrays(np.stack(images), np.array(labels, np.int64), np.array(ids))
+    write_ingested(root / "data" / dataset, arrays, CLASSES, dataset=dataset, modality=modality,
+                   patient_level_split=patient_level_split, n_groups=20)
     train_ids = [f"train_{CLASSES[c]}_{k:03d}_a1b2c3" for c, n in enumerate(splits["train"]) for k in range(n)]
     for g, gan in enumerate(gans):
         _gan_outputs(root, dataset, gan, channels, px, rng, train_ids, seed=g)

@@ -19,8 +19,7 @@ from pipeline.data.cache import SplitArrays
 from pipeline.report.config import ReportConfig
 from pipeline.report.html import esc, fmt, fmt_ci, page, table, unavailable
 from pipeline.report.images import data_uri, labelled, png_bytes, read_uint8, window
-from pipeline.report.inputs import (Arm, Evaluation, QualityRow, ReportInputs, SyntheticImage, Unavailable,
-                                    find_key)
+from pipeline.report.inputs import Arm, Evaluation, QualityRow, ReportInputs, SyntheticImage, Unavailable
 from pipeline.report.plots import confusion_pair, training_curves
 
 REASON_TEXT = {"memorised": "excluded as possible copies of a training image (memorisation gate)",
@@ -28,7 +27,6 @@ REASON_TEXT = {"memorised": "excluded as possible copies of a training image (me
                               "(realism check)",
                "low_confidence": "excluded because a classifier could not recognise their class"}
 SAMPLE_SEED = 0  # which kept images the report shows (fixed, so re-running gives the same page)
-MEMORISATION_REASONS = re.compile(r"memor|copy|duplicate|near|nn|too_close|similar", re.I)
 
 QUALITY_MEANINGS = [  # (regex on the metric name, one line for a clinician)
     (r"fid|frechet|(^|_)fd($|_)", "Frechet distance between synthetic and real image features: lower means the "
@@ -320,7 +318,7 @@ def _excluded_of(g, cfg: ReportConfig, thumbs: Thumbs) -> str:
         return '<p class="caption">No image was excluded.</p>'
     out.append(gate_rule(g.generate_metrics))
     out.append(table(["reason", "images"], [[esc(nice(k)), str(v)] for k, v in sorted(reasons.items())], (1,)))
-    rows = sorted((r for r in g.excluded if MEMORISATION_REASONS.search(r.reason or "")),
+    rows = sorted((r for r in g.excluded if r.reason == "memorised"),
                   key=lambda r: (r.nn_feature_distance is None, r.nn_feature_distance or 0.0))
     if not rows:
         return "".join(out) + '<p class="caption">The memorisation gate excluded no image.</p>'
@@ -598,7 +596,7 @@ def provenance_section(inputs: ReportInputs, prov: Provenance, dataset: str) -> 
     runs = []
     for g in inputs.gans:
         for stage, src in (("train_gan", g.train_summary), ("generate", g.generate_metrics)):
-            run_id = find_key(src, r"mlflow_run_id$") if isinstance(src, dict) else None
+            run_id = src.get("mlflow_run_id") if isinstance(src, dict) else None
             if run_id:
                 runs.append([f"{stage} {esc(g.name)}", f"<code>{esc(run_id)}</code>"])
     if isinstance(inputs.evaluation, Evaluation) and inputs.evaluation.parent_run_id:

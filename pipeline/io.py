@@ -2,6 +2,7 @@
 
 A stage that fails half-way leaves no half-written output: files and folders are written to a temporary
 sibling, then renamed. JSON holds no NaN or infinity (DVC and browsers cannot parse them): they become null.
+:class:`JsonRecord` is the base of the typed records each stage writes and the next stage reads.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from dataclasses import MISSING, fields
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence, TypeVar
+
+from pipeline.errors import DataError
 
 
 def json_safe(obj: object) -> object:
@@ -37,13 +41,60 @@ def finite(value: float | None) -> float | None:
     return float(value)
 
 
-def json_text(obj: object) -> str:
-    return json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
+def json_text(obj: object, indent: int = 2, sort_keys: bool = True) -> str:
+    return json.dumps(json_safe(obj), indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
 
 
 def write_json_atomic(path: str | Path, obj: object) -> None:
     """``obj`` as indented, key-sorted JSON with NaN/inf as null, written atomically."""
     write_bytes_atomic(path, json_text(obj).encode())
+
+
+R = TypeVar("R", bound="JsonRecord")
+
+
+def stale(path: str | Path, problem: str, stage: str) -> DataError:
+    """The one-line error of an input another stage wrote: the file, the problem and the stage to re-run."""
+    return DataError(f"{path}: {problem}; re-run: dvc repro {stage}")
+
+
+class JsonRecord:
+    """Base of a dataclass whose fields are the top-level keys of one JSON file, written by one stage.
+
+    Fields without a default are required: reading a file without one of them (written by an older version)
+    raises :func:`stale`'s one line. Keys the class does not know are ignored. ``JSON_STYLE``: indent and key
+    order of the file (``sort_keys=False`` keeps the order of the fields).
+    """
+
+    JSON_STYLE: ClassVar[dict] = {"indent": 2, "sort_keys": True}
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls: type[R], data: object, source: str | Path, stage: str) -> R:
+        """``data`` (a parsed file); ``source`` and ``stage`` name the file and its stage in the error."""
+        if not isinstance(data, dict):
+            raise stale(source, "not a JSON object", stage)
+        known = fields(cls)  # type: ignore[arg-type]
+        for f in known:
+            if f.name not in data and f.default is MISSING and f.default_factory is MISSING:
+                raise stale(source, f"no key {f.name!r} (written by an older version)", stage)
+        return cls(**{f.name: data[f.name] for f in known if f.name in data})
+
+    def write(self, path: str | Path) -> None:
+        write_bytes_atomic(path, json_text(self.to_json(), **self.JSON_STYLE).encode())
+
+    @classmethod
+    def read(cls: type[R], path: str | Path, stage: str) -> R:
+        """The record in ``path``; a missing, unparsable or old-format file raises one line naming ``stage``."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise stale(path, "not found", stage) from None
+        except (OSError, ValueError) as exc:
+            raise stale(path, f"unreadable ({exc})", stage) from None
+        return cls.from_json(data, path, stage)
 
 
 def csv_text(rows: Iterable[dict], columns: Sequence[str] | None = None, blank_nonfinite: bool = False) -> str:

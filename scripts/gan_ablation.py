@@ -76,7 +76,7 @@ def train_one(args: tuple) -> dict:
     t0 = time.perf_counter()
     result = train_gan(cfg, model, data, run_dir)
     last = result.history[-1]
-    return {"summary": result.summary, "seconds": time.perf_counter() - t0, "grid": str(result.samples[-1]),
+    return {"summary": result.summary.to_json(), "seconds": time.perf_counter() - t0, "grid": str(result.samples[-1]),
             "last_diversity": last.get("diversity_ratio"), "last_fd": last.get("quality_fd"),
             "best": str(result.best), "last": str(result.last)}
 

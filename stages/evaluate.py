@@ -48,11 +48,11 @@ def main() -> None:
         data_dir=Path(args.data_dir or f"data/{args.dataset}"),
         synthetic_dir=Path(args.synthetic_dir or f"data/synthetic/{args.dataset}"),
         out_dir=out_dir, metrics_path=metrics_path, models_dir=Path(args.models_dir or f"models/{args.dataset}"))
-    print(f"evaluate {args.dataset} ({metrics['classifier_detail']}): {len(cfg.arms)} arms x {metrics['n_seeds']} "
-          f"seeds in {metrics['time_s']} s "
-          f"(best non-GAN arm: {metrics['best_non_gan']}); macro-F1 gains vs real_only: "
+    print(f"evaluate {args.dataset} ({metrics.classifier_detail}): {len(cfg.arms)} arms x {metrics.n_seeds} "
+          f"seeds in {metrics.time_s} s "
+          f"(best non-GAN arm: {metrics.best_non_gan}); macro-F1 gains vs real_only: "
           + ", ".join(f"{arm} {g['macro_f1']['diff']:+.3f} ({g['macro_f1']['label']})"
-                      for arm, g in metrics["gains_vs_real_only"].items()))
+                      for arm, g in metrics.gains_vs_real_only.items()))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         if metrics_path:
             write_json_atomic(metrics_path, headline_metrics(result.metrics))
         log_to_mlflow(tracker, result, out)
-    t = result.metrics["totals"]
+    t = result.metrics.totals
     print(f"generate {dataset}/{gan}: {t['kept']}/{t['target']} kept of {t['generated']} generated "
           f"({t['memorised']} memorised, {t['unrealistic']} unrealistic, {t['low_confidence']} low confidence, "
           f"shortfall {t['shortfall']}) -> {out}")

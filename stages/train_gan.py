@@ -18,12 +18,10 @@ from pathlib import Path
 from pipeline.config import dataset as dataset_config
 from pipeline.config import load_params
 from pipeline.gan.config import MODELS
+from pipeline.gan.records import HISTORY_COLUMNS
 from pipeline.gan.train import headline_metrics, train_gan
 from pipeline.io import atomic_dir, write_csv_atomic, write_json_atomic
 from stages._common import check_writable, exit_code, run
-
-CSV_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
-               "diversity_ratio", "images_per_s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,9 +59,9 @@ def train(args: argparse.Namespace) -> int:
         (out / "samples").mkdir()
         for png in result.samples:
             shutil.copy2(png, out / "samples" / png.name)
-        write_json_atomic(out / "train_summary.json", result.summary)
+        result.summary.write(out / "train_summary.json")
     write_json_atomic(metrics_path, headline_metrics(result.summary))
-    write_csv_atomic(plots_path, result.history, CSV_COLUMNS, blank_nonfinite=True)
+    write_csv_atomic(plots_path, result.history, HISTORY_COLUMNS, blank_nonfinite=True)
     return 0
 
 

@@ -17,9 +17,12 @@ import pytest
 from pipeline.classify.evaluate import headline_metrics as evaluate_headline
 from pipeline.classify.evaluate import uses_gan
 from pipeline.classify.metrics import HEADLINE
+from pipeline.classify.records import EvaluateDetails
 from pipeline.config import load_params
 from pipeline.data.ingest import headline_metrics as ingest_headline
+from pipeline.gan.records import TrainSummary
 from pipeline.gan.train import headline_metrics as train_gan_headline
+from pipeline.generate.records import GenerateDetails
 from pipeline.generate.run import headline_metrics as generate_headline
 from tests.conftest import REPO
 
@@ -33,31 +36,38 @@ def interval(mean: float) -> dict:
     return {"mean": mean, "low": mean - 0.05, "high": mean + 0.05}
 
 
-def evaluate_details(arms: list[str]) -> dict:
-    """results/<ds>/details.json as pipeline/classify/evaluate.py ``metrics_json`` writes it (numbers made up)."""
+def evaluate_details(arms: list[str]) -> EvaluateDetails:
+    """results/<ds>/details.json as pipeline/classify/evaluate.py writes it (numbers made up)."""
     gain = {m: {"diff": 0.01, "low": -0.02, "high": 0.04, "label": "no gain"} for m in HEADLINE}
-    return {"mlflow_parent_run_id": "0" * 32, "n_seeds": 3, "minority_class": "malignant", "best_non_gan": "classical",
-            "classifier": "cnn", "time_s": 60.0, "best_epoch_mean": {a: 12.0 for a in arms},
-            "arms": {a: {m: interval(0.8) for m in HEADLINE} for a in arms},
-            "gains_vs_real_only": {a: gain for a in arms if a != "real_only"},
-            "gains_vs_best_non_gan": {a: gain for a in arms}}
+    return EvaluateDetails(
+        mlflow_parent_run_id="0" * 32, n_seeds=3, minority_class="malignant", best_non_gan="classical",
+        classifier="cnn", classifier_detail="cnn", selection="best val_macro_f1", time_s=60.0,
+        best_epoch_mean={a: 12.0 for a in arms}, epochs_run_mean={a: 20.0 for a in arms}, train_time_s_mean=5.0,
+        train_cpu_s_mean=5.0, arms={a: {m: interval(0.8) for m in HEADLINE} for a in arms},
+        gains_vs_real_only={a: gain for a in arms if a != "real_only"}, gains_vs_best_non_gan={a: gain for a in arms})
 
 
-def train_summary() -> dict:
-    """models/<ds>/<gan>/train_summary.json (pipeline/gan/train.py), trimmed to what the headline reads + a few."""
-    return {"steps": 1200, "epochs": 600, "epochs_done": 600, "best_epoch": 500, "best_quality_fd": 2.2,
-            "best_diversity_ratio_per_class": {"benign": 0.68, "malignant": 0.82}, "images_per_s": 410.0,
-            "final": {"loss_D": 1.9, "diversity_ratio": 0.73}, "device": "cpu"}
+def train_summary() -> TrainSummary:
+    """models/<ds>/<gan>/train_summary.json (pipeline/gan/train.py), numbers made up."""
+    return TrainSummary(
+        dataset="mammography", model="acgan", epochs=600, epochs_done=600, steps=1200, train_minutes=50.0,
+        precision="fp32", best_epoch=500, best_quality_fd=2.2, best_fd_per_class={"benign": 2.0, "malignant": 2.4},
+        best_diversity_ratio_per_class={"benign": 0.68, "malignant": 0.82}, final={"loss_D": 1.9, "diversity_ratio": 0.73},
+        final_fd_per_class={}, final_diversity_ratio_per_class={}, images_per_s=410.0, device="cpu", world_size=1,
+        mlflow_run_id=None)
 
 
-def generate_details(classes: list[str]) -> dict:
+def generate_details(classes: list[str]) -> GenerateDetails:
     """data/synthetic/<ds>/<gan>/details.json (pipeline/generate/run.py), the parts the headline reads + a few."""
     block = {m: {"value": 3.0, "reference": 4.0, "classes": classes[1:]} for m in ("fd", "kid", "coverage", "recall")}
-    return {"counts": {c: {"kept": 100, "target": 120, "generated": 300, "memorised": 1, "shortfall": 20}
-                       for c in classes[1:]},
-            "quality": {"kept": {"overall": block, "per_class": {c: block for c in classes[1:]}},
-                        "generated": {"overall": block}},
-            "throughput": {"generation_images_per_s": 900.0}}
+    return GenerateDetails(
+        dataset="mammography", gan="acgan", checkpoint="best.pt epoch 500", ema=True, seed=0,
+        counts={c: {"kept": 100, "target": 120, "generated": 300, "memorised": 1, "shortfall": 20} for c in classes[1:]},
+        totals={"kept": 200, "target": 240, "generated": 600, "memorised": 2, "shortfall": 40},
+        throughput={"generation_images_per_s": 900.0}, memorisation={}, filter={},
+        quality={"kept": {"overall": block, "per_class": {c: block for c in classes[1:]}},
+                 "generated": {"overall": block}},
+        settings={}, dicom_export=False)
 
 
 def ingest_details(classes: list[str]) -> dict:
@@ -126,7 +136,7 @@ from tests.test_metrics_headline import evaluate_details
 
 epochs = yaml.safe_load(Path("params.yaml").read_text())["toy"]["epochs"]
 details = evaluate_details(["real_only", "classical", "acgan"])
-details["arms"]["acgan"]["macro_f1"] = {"mean": 0.5 + 0.1 * epochs, "low": 0.4, "high": 0.9}
+details.arms["acgan"]["macro_f1"] = {"mean": 0.5 + 0.1 * epochs, "low": 0.4, "high": 0.9}
 Path("metrics").mkdir(exist_ok=True)
 Path("metrics/evaluate.json").write_text(json.dumps(headline_metrics(details, ["acgan"])))
 Path("plots").mkdir(exist_ok=True)

@@ -9,11 +9,11 @@ worker processes, score them on the real test split, compute intervals and gains
     <out_dir>/curves/<arm>-seed<s>.csv  learning curve: per epoch lr, train loss, validation loss and scores
                                       (only CSVs here: dvc.yaml declares this folder as data plots)
     <out_dir>/curve_images/<arm>.png  those curves for every seed, the selected epochs marked
-    <out_dir>/summary.json            everything below, per run metrics and timings included
+    <out_dir>/summary.json            everything below, per run metrics and timings included (records.EvaluateSummary)
     <out_dir>/summary.md, summary.csv the arms table (means, intervals, gains)
     <out_dir>/arms.png                the arms side by side: headline metrics with their intervals
-    <out_dir>/details.json            every arm's means, intervals and gains with labels, MLflow id, timing (the
-                                      report reads this)
+    <out_dir>/details.json            every arm's means, intervals and gains with labels, MLflow id, timing
+                                      (records.EvaluateDetails; the report reads it and summary.json)
     <metrics_path>                    the headline for ``dvc metrics show`` (:func:`headline_metrics`)
 
 MLflow: one parent run per data set and call (``evaluate-<dataset>``) with the headline metrics (the same names
@@ -42,6 +42,7 @@ from pipeline.classify.arms import ARMS, ArmContext, TrainSet, arm_gan
 from pipeline.classify.config import EvaluateConfig
 from pipeline.classify.metrics import HEADLINE, classification_report, normalise_rows
 from pipeline.classify.plots import save_arms_png, save_confusion_png, save_learning_curves_png
+from pipeline.classify.records import EvaluateDetails, EvaluateSummary, predictions_path
 from pipeline.classify.stats import compare_arms
 from pipeline.data.cache import SplitArrays, load_meta, load_split
 from pipeline.data.synthetic import assert_real_only, is_synthetic_id, load_synthetic
@@ -257,8 +258,9 @@ def summary_table(comparison: dict, arms: list[str]) -> tuple[list[dict], str]:
     return rows, "\n".join(lines) + "\n"
 
 
-def metrics_json(comparison: dict, parent_run_id: str | None, extra: dict) -> dict:
-    """The details JSON: each arm's mean and interval, the gains with labels, the MLflow parent run."""
+def evaluate_details(comparison: dict, parent_run_id: str | None, **extra) -> EvaluateDetails:
+    """The details: each arm's mean and interval, the gains with labels, the MLflow parent run, and ``extra``
+    (the other fields of :class:`EvaluateDetails`)."""
     def short(iv: dict) -> dict:
         return {"mean": iv["estimate"], "low": iv["low"], "high": iv["high"]}
 
@@ -268,7 +270,7 @@ def metrics_json(comparison: dict, parent_run_id: str | None, extra: dict) -> di
         out[f"gains_vs_{ref_name}"] = {arm: {m: {"diff": g[m]["estimate"], "low": g[m]["low"], "high": g[m]["high"],
                                                  "label": g[m]["label"]} for m in HEADLINE}
                                        for arm, g in block["arms"].items()}
-    return out
+    return EvaluateDetails(**json_safe(out))
 
 
 # The arm metrics of the headline; macro-F1 keeps its interval there (the others' are in details.json).
@@ -280,19 +282,20 @@ def uses_gan(arm: str, cfg: EvaluateConfig) -> bool:
     return arm_gan(arm, cfg) is not None or arm in DISCRIMINATOR_ARMS
 
 
-def headline_metrics(details: dict, gan_arms: list[str]) -> dict:
+def headline_metrics(details: EvaluateDetails, gan_arms: list[str]) -> dict:
     """The metrics file of ``dvc metrics show`` / ``dvc exp show``: a few columns per arm.
 
     Per arm the means of :data:`HEADLINE_ARM` and macro-F1's interval; per arm that uses a GAN (``gan_arms``)
-    its macro-F1 gain against real_only and against the best non-GAN arm. ``details`` is :func:`metrics_json`'s.
+    its macro-F1 gain against real_only and against the best non-GAN arm.
     """
-    out: dict = {"best_non_gan": details["best_non_gan"]}
-    for arm, a in details["arms"].items():
+    gains = {"real_only": details.gains_vs_real_only, "best_non_gan": details.gains_vs_best_non_gan}
+    out: dict = {"best_non_gan": details.best_non_gan}
+    for arm, a in details.arms.items():
         row = {m: a[m]["mean"] for m in HEADLINE_ARM}
         row.update(macro_f1_low=a["macro_f1"]["low"], macro_f1_high=a["macro_f1"]["high"])
         if arm in gan_arms:
             for ref in ("real_only", "best_non_gan"):
-                row[f"gain_vs_{ref}"] = details[f"gains_vs_{ref}"][arm]["macro_f1"]["diff"]
+                row[f"gain_vs_{ref}"] = gains[ref][arm]["macro_f1"]["diff"]
         out[arm] = row
     return out
 
@@ -320,15 +323,15 @@ def _log_child(parent: tracking.Tracker, run: RunOutput, report: dict, counts: n
 
 
 def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], test: SplitArrays,
-                  classes: list[str], cfg: EvaluateConfig, dataset: str, table: str, rows: list[dict], summary: dict,
-                  minority: int, details: dict) -> None:
+                  classes: list[str], cfg: EvaluateConfig, dataset: str, table: str, rows: list[dict],
+                  summary: EvaluateSummary, minority: int, details: EvaluateDetails) -> None:
     """``out_dir`` all at once (atomic): predictions and pooled confusion matrix per arm, the summaries."""
     from sklearn.metrics import confusion_matrix
 
     labels = list(range(len(classes)))
     with atomic_dir(out_dir) as out:
         for arm in cfg.arms:
-            write_csv_atomic(out / "predictions" / f"{arm}.csv",
+            write_csv_atomic(predictions_path(out, arm),
                       [r for s in cfg.seeds for r in prediction_rows(runs[(arm, s)], test, classes)])
             for s in cfg.seeds:
                 write_csv_atomic(out / "curves" / f"{arm}-seed{s}.csv", runs[(arm, s)].history)
@@ -345,10 +348,10 @@ def write_results(out_dir: str | Path, runs: dict[tuple[str, int], RunOutput], t
                                         f"no gain = it contains 0.\n\nNetwork: {cfg.classifier.describe()}. "
                                         f"Checkpoint: {selection_rule(cfg)}. Learning curves: curves/ (CSV), "
                                         "curve_images/ (PNG).\n")
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        (out / "details.json").write_text(json.dumps(details, indent=1, sort_keys=True) + "\n")
-        save_arms_png(details["arms"], HEADLINE_ARM, f"{dataset}: arms on the real test split, "
-                      f"{len(cfg.seeds)} seeds ({summary.get('level', 0.95):.0%} intervals)", out / "arms.png")
+        summary.write(out / "summary.json")
+        details.write(out / "details.json")
+        save_arms_png(details.arms, HEADLINE_ARM, f"{dataset}: arms on the real test split, "
+                      f"{len(cfg.seeds)} seeds ({summary.level:.0%} intervals)", out / "arms.png")
 
 
 def log_parent_summary(parent: tracking.Tracker, headline: dict, timing: dict, out_dir: Path) -> None:
@@ -381,7 +384,8 @@ def selection_rule(cfg: EvaluateConfig) -> str:
 
 
 def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, synthetic_dir: str | Path,
-                     out_dir: str | Path, metrics_path: str | Path, models_dir: str | Path | None = None) -> dict:
+                     out_dir: str | Path, metrics_path: str | Path, models_dir: str | Path | None = None
+                     ) -> EvaluateDetails:
     """Run every arm x seed of ``cfg`` on one ingested data set; returns the details (``<out_dir>/details.json``).
 
     ``models_dir`` holds the trained GANs (``<gan>/best.pt``); only the discriminator arms read it.
@@ -458,21 +462,22 @@ def evaluate_dataset(dataset: str, cfg: EvaluateConfig, data_dir: str | Path, sy
                 "params_hash": p_hash, "n_test": len(y_test),
                 "n_synthetic": {gan: len(s) for gan, s in synthetic.items()}}
         rows, table = summary_table(comparison, cfg.arms)
-        summary = json_safe({**info, "mlflow_parent_run_id": parent.run_id, "timing": timing,
-                              "method": "two-way percentile bootstrap over seeds and class-stratified test images; "
-                                        "see pipeline/classify/stats.py", **comparison,
-                              "runs": [{"arm": a, "seed": s, **reports[(a, s)],
-                                        **{k: v for k, v in dataclasses.asdict(runs[(a, s)]).items()
-                                           if k not in ("proba", "history", "arm", "seed")}}
-                                       for a in cfg.arms for s in cfg.seeds]})
-        details = json_safe(metrics_json(comparison, parent.run_id, {
-            "n_seeds": len(cfg.seeds), "minority_class": classes[minority], "best_non_gan": best_non_gan,
-            "classifier": cfg.classifier.network, "classifier_detail": cfg.classifier.describe(),
-            "selection": selection_rule(cfg),
-            "best_epoch_mean": {a: float(np.mean([runs[(a, s)].best_epoch for s in cfg.seeds])) for a in cfg.arms},
-            "epochs_run_mean": {a: float(np.mean([runs[(a, s)].epochs_run for s in cfg.seeds])) for a in cfg.arms},
-            "time_s": elapsed, "train_time_s_mean": timing["train_time_s_mean"],
-            "train_cpu_s_mean": timing["train_cpu_s_mean"]}))
+        summary = EvaluateSummary(**json_safe({
+            **info, "mlflow_parent_run_id": parent.run_id, "timing": timing,
+            "method": "two-way percentile bootstrap over seeds and class-stratified test images; "
+                      "see pipeline/classify/stats.py", **comparison,
+            "runs": [{"arm": a, "seed": s, **reports[(a, s)],
+                      **{k: v for k, v in dataclasses.asdict(runs[(a, s)]).items()
+                         if k not in ("proba", "history", "arm", "seed")}}
+                     for a in cfg.arms for s in cfg.seeds]}))
+        details = evaluate_details(
+            comparison, parent.run_id, n_seeds=len(cfg.seeds), minority_class=classes[minority],
+            best_non_gan=best_non_gan, classifier=cfg.classifier.network,
+            classifier_detail=cfg.classifier.describe(), selection=selection_rule(cfg),
+            best_epoch_mean={a: float(np.mean([runs[(a, s)].best_epoch for s in cfg.seeds])) for a in cfg.arms},
+            epochs_run_mean={a: float(np.mean([runs[(a, s)].epochs_run for s in cfg.seeds])) for a in cfg.arms},
+            time_s=elapsed, train_time_s_mean=timing["train_time_s_mean"],
+            train_cpu_s_mean=timing["train_cpu_s_mean"])
         write_results(out_dir, runs, splits["test"], classes, cfg, dataset, table, rows, summary, minority, details)
         headline = headline_metrics(details, [a for a in cfg.arms if a not in non_gan])
         write_json_atomic(metrics_path, headline)

@@ -16,8 +16,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import (balanced_accuracy_score, confusion_matrix, f1_score, multilabel_confusion_matrix,
                              recall_score, roc_auc_score)
 
-# Metrics that get an interval, a gain and a paired test; the same names in every MLflow child run.
-HEADLINE = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro")
+from pipeline.classify.records import HEADLINE  # noqa: F401  (metrics with an interval, a gain and a paired test)
 
 
 def classification_report(y_true: np.ndarray, proba: np.ndarray, classes: list[str], minority: int) -> dict:

@@ -36,6 +36,7 @@ from pipeline.gan.checkpoint import (FORMAT, load_checkpoint, load_generator, rn
                                      set_rng_state)
 from pipeline.gan.config import GanConfig
 from pipeline.gan.models import build_models
+from pipeline.gan.records import TrainSummary
 from pipeline.gan.samples import generate_grid, save_grid
 from pipeline.gan.stabilise import instance_noise_std
 from pipeline.gan.step import STATS, GanStep, memory_format
@@ -58,17 +59,17 @@ class TrainResult:
     best: Path
     samples: list[Path]
     history: list[dict]  # one row per epoch (the loss-curve CSV)
-    summary: dict  # everything about the run (models/<dataset>/<model>/train_summary.json)
+    summary: TrainSummary  # everything about the run (models/<dataset>/<model>/train_summary.json)
 
 
-def headline_metrics(summary: dict) -> dict:
+def headline_metrics(summary: TrainSummary) -> dict:
     """The metrics file of ``dvc metrics show`` from a run's ``summary``: steps, best FD, images/s and the lowest
     per-class diversity ratio at the best epoch (the most collapsed class; final value when none was measured)."""
-    ratios = [v for v in (summary.get("best_diversity_ratio_per_class") or {}).values() if v is not None]
-    return {"steps": summary["steps"], "epochs_done": summary["epochs_done"], "best_epoch": summary["best_epoch"],
-            "best_fd": summary["best_quality_fd"],
-            "lowest_diversity_ratio": min(ratios) if ratios else (summary.get("final") or {}).get("diversity_ratio"),
-            "images_per_s": summary["images_per_s"]}
+    ratios = [v for v in summary.best_diversity_ratio_per_class.values() if v is not None]
+    return {"steps": summary.steps, "epochs_done": summary.epochs_done, "best_epoch": summary.best_epoch,
+            "best_fd": summary.best_quality_fd,
+            "lowest_diversity_ratio": min(ratios) if ratios else summary.final.get("diversity_ratio"),
+            "images_per_s": summary.images_per_s}
 
 
 def registered_name(dataset: str, model: str) -> str:
@@ -396,18 +397,18 @@ def train_gan(cfg: GanConfig, model: str, data_dir: str | Path, run_dir: str | P
                 tracker.log_metrics({"best_quality_fd": best["score"], "best_epoch": best["epoch"]})
             samples = sorted((run_dir / "samples").glob("*.png"))
             final = history[-1] if history else {}
-            summary = {
-                "dataset": dataset, "model": model, "epochs": tcfg.epochs,
-                "epochs_done": final.get("epoch", 0), "steps": step,
-                "train_minutes": loop_seconds / 60.0, "precision": step_fn.precision,
-                "best_epoch": best["epoch"], "best_quality_fd": best["score"],
-                "best_fd_per_class": best.get("fd", {}), "best_diversity_ratio_per_class": best.get("diversity", {}),
-                "final": {k: final.get(k) for k in (*STATS, "noise_std", "quality_fd", "diversity_ratio")},
-                "final_fd_per_class": last_quality.get("fd", {}),
-                "final_diversity_ratio_per_class": last_quality.get("diversity", {}),
-                "images_per_s": images_done / loop_seconds if loop_seconds else None,
-                "device": str(device), "world_size": world, "mlflow_run_id": tracker.run_id,
-            }
+            summary = TrainSummary(
+                dataset=dataset, model=model, epochs=tcfg.epochs,
+                epochs_done=final.get("epoch", 0), steps=step,
+                train_minutes=loop_seconds / 60.0, precision=step_fn.precision,
+                best_epoch=best["epoch"], best_quality_fd=best["score"],
+                best_fd_per_class=best.get("fd", {}), best_diversity_ratio_per_class=best.get("diversity", {}),
+                final={k: final.get(k) for k in (*STATS, "noise_std", "quality_fd", "diversity_ratio")},
+                final_fd_per_class=last_quality.get("fd", {}),
+                final_diversity_ratio_per_class=last_quality.get("diversity", {}),
+                images_per_s=images_done / loop_seconds if loop_seconds else None,
+                device=str(device), world_size=world, mlflow_run_id=tracker.run_id,
+            )
             return TrainResult(run_dir, last_path, best_path, samples, history, summary)
     finally:
         if ddp and dist.is_initialized():

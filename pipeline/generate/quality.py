@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from pipeline.generate.config import MetricsConfig
+from pipeline.generate.records import QUALITY_METRICS as METRIC_KEYS
 from pipeline.quality.frechet import frechet_distance
 from pipeline.io import finite
 from pipeline.quality.metrics import kid, pairwise_ms_ssim, prdc
 
 PRDC_KEYS = ("precision", "recall", "density", "coverage")
-METRIC_KEYS = ("fd", "kid", *PRDC_KEYS, "diversity_ms_ssim")
 
 
 def _summary(values: list[float]) -> tuple[float | None, float | None]:

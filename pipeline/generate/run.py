@@ -44,14 +44,16 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from pipeline.data.cache import load_meta, load_split
-from pipeline.io import atomic_dir, finite, write_csv_atomic, write_json_atomic
-from pipeline.data.synthetic import MANIFEST_COLUMNS, SYNTHETIC_PREFIX
+from pipeline.io import atomic_dir, finite, write_csv_atomic
+from pipeline.data.synthetic import SYNTHETIC_PREFIX
 from pipeline.errors import DataError
 from pipeline.gan.samples import save_grid
 from pipeline.generate.classifier import features_and_probabilities, load_or_train_classifier
 from pipeline.generate.config import GenerateConfig
 from pipeline.generate.dicom import check_synthetic_dicom, series_uids, write_synthetic_dicom
 from pipeline.generate.quality import class_quality, overall, real_reference
+from pipeline.generate.records import (FOLDER_OF, MEMORISED_COLUMNS, REASONS, GenerateDetails, ManifestRow, fmt,
+                                       write_manifest)
 from pipeline.generate.sampling import LoadedGenerator, check_fits_data, image_seed, load_checked_generator, sample
 from pipeline.generate.targets import class_targets
 from pipeline.progress import progress
@@ -60,8 +62,6 @@ from pipeline.quality.memorisation import build_reference, fit_thresholds, gate
 from pipeline.quality.metrics import ms_ssim_setup
 from pipeline.quality.realism import fit_realism
 
-REASONS = ("kept", "memorised", "unrealistic", "low_confidence")  # a fake gets the first that applies, after kept
-FOLDER_OF = {"kept": "images", "memorised": "memorised", "unrealistic": "rejected", "low_confidence": "rejected"}
 
 
 @dataclass
@@ -96,7 +96,7 @@ class GenerationRun:
     generator: LoadedGenerator
     classes: list[str]
     records: list[Generated]
-    metrics: dict  # the metrics JSON
+    metrics: GenerateDetails  # details.json
     dicom: bool  # export the kept images as synthetic DICOM
     grid_columns: int
 
@@ -270,32 +270,32 @@ def generate_synthetic(cfg: GenerateConfig, checkpoint: str | Path | LoadedGener
     totals = {r: sum(x.reason == r for x in records) for r in REASONS}
     kernel, weights = ms_ssim_setup(gen.resolution_px, cfg.metrics.ms_ssim_kernel_px, cfg.metrics.ms_ssim_max_scales)
     dicom = cfg.dicom_export == "on" or (cfg.dicom_export == "auto" and meta.get("modality") == "mammography")
-    metrics = {
-        "dataset": dataset, "gan": gan, "checkpoint": gen.label, "ema": gen.ema, "seed": cfg.seed,
-        "counts": counts_out,
-        "totals": {"target": sum(targets.values()), "generated": n_generated, **totals,
-                   "shortfall": sum(v["shortfall"] for v in counts_out.values())},
-        "throughput": timer.report(n_generated),
-        "memorisation": {**thresholds.as_dict(), "match_flips": cfg.memorisation.match_flips,
-                         "rule": "memorised if, in feature OR pixel (RMS) space, the nearest training-image distance d "
-                                 "AND r = d / mean of the k nearest are both below the percentile of the same over "
-                                 "real validation images"},
-        "filter": {"enabled": cfg.filter.enabled, "min_confidence": fc.min_confidence,
-                   "confidence_val_pass": fc.confidence_val_pass,
-                   "confidence_threshold": {c: float(min_conf[i]) for i, c in enumerate(classes)},
-                   "real_val_pass_rate": real_pass,
-                   "real_train_pass_rate": {c: float((train_p[train_y == i, i] >= min_conf[i]).double().mean())
-                                            for i, c in enumerate(classes) if bool((train_y == i).any())},
-                   "realism": {"enabled": True, **realism.as_dict(classes)} if realism else {"enabled": False}},
-        "quality": quality,
-        "settings": {"feature_space": f"FeatureNet ({cfg.classifier.feature_dim}-d) trained here on the real training "
-                                      "split, class-balanced",
-                     "kid": "own unbiased MMD^2, cubic polynomial kernel (MONAI MMDMetric is linear-kernel)",
-                     "ms_ssim": {"kernel_px": kernel, "scales": len(weights), "weights": list(weights),
-                                 "implementation": "monai.metrics.regression.compute_ms_ssim"},
-                     "reference": "real validation vs real training images of the class"},
-        "dicom_export": dicom,
-    }
+    metrics = GenerateDetails(
+        dataset=dataset, gan=gan, checkpoint=gen.label, ema=gen.ema, seed=cfg.seed,
+        counts=counts_out,
+        totals={"target": sum(targets.values()), "generated": n_generated, **totals,
+                "shortfall": sum(v["shortfall"] for v in counts_out.values())},
+        throughput=timer.report(n_generated),
+        memorisation={**thresholds.as_dict(), "match_flips": cfg.memorisation.match_flips,
+                      "rule": "memorised if, in feature OR pixel (RMS) space, the nearest training-image distance d "
+                              "AND r = d / mean of the k nearest are both below the percentile of the same over "
+                              "real validation images"},
+        filter={"enabled": cfg.filter.enabled, "min_confidence": fc.min_confidence,
+                "confidence_val_pass": fc.confidence_val_pass,
+                "confidence_threshold": {c: float(min_conf[i]) for i, c in enumerate(classes)},
+                "real_val_pass_rate": real_pass,
+                "real_train_pass_rate": {c: float((train_p[train_y == i, i] >= min_conf[i]).double().mean())
+                                         for i, c in enumerate(classes) if bool((train_y == i).any())},
+                "realism": {"enabled": True, **realism.as_dict(classes)} if realism else {"enabled": False}},
+        quality=quality,
+        settings={"feature_space": f"FeatureNet ({cfg.classifier.feature_dim}-d) trained here on the real training "
+                                   "split, class-balanced",
+                  "kid": "own unbiased MMD^2, cubic polynomial kernel (MONAI MMDMetric is linear-kernel)",
+                  "ms_ssim": {"kernel_px": kernel, "scales": len(weights), "weights": list(weights),
+                              "implementation": "monai.metrics.regression.compute_ms_ssim"},
+                  "reference": "real validation vs real training images of the class"},
+        dicom_export=dicom,
+    )
     return GenerationRun(dataset, gan, gen, classes, records, metrics, dicom, cfg.grid_columns)
 
 
@@ -318,12 +318,12 @@ def measure_quality(records: list[Generated], train_sets: dict[str, tuple[torch.
     return quality
 
 
-def headline_metrics(metrics: dict) -> dict:
+def headline_metrics(metrics: GenerateDetails) -> dict:
     """The metrics file of ``dvc metrics show`` from a run's ``metrics``: kept and target per class, and the kept
     images' FD and coverage (all classes) beside their real-vs-real references (the rest: ``details.json``)."""
-    overall_kept = (metrics.get("quality") or {}).get("kept", {}).get("overall") or {}
-    out: dict = {"kept": {c: n["kept"] for c, n in metrics["counts"].items()},
-                 "target": {c: n["target"] for c, n in metrics["counts"].items()}}
+    overall_kept = metrics.quality["kept"]["overall"]
+    out: dict = {"kept": {c: n["kept"] for c, n in metrics.counts.items()},
+                 "target": {c: n["target"] for c, n in metrics.counts.items()}}
     for name in ("fd", "coverage"):
         block = overall_kept.get(name) or {}
         out[name] = {"value": block.get("value"), "reference": block.get("reference")}
@@ -343,10 +343,6 @@ def write_png(path: Path, image: np.ndarray, text: dict[str, str] | None = None)
     Image.fromarray(np.ascontiguousarray(arr)).save(path, format="PNG", pnginfo=info)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.6g}"
-
-
 def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | None = None) -> Path:
     """Write the folder described in the module docstring, atomically; returns ``out_dir``."""
     out_dir = Path(out_dir)
@@ -361,44 +357,37 @@ def write_outputs(run: GenerationRun, out_dir: str | Path, metrics_name: str | N
             stem = file_stem(run.gan, r.class_name, r.index)
             rel = f"{FOLDER_OF[r.reason]}/{stem}.png"
             write_png(tmp / rel, r.image, {"Generator": f"{run.gan} ({run.dataset})", "Class": r.class_name})
-            rows.append({"path": rel, "class": r.class_name, "generator": run.gan, "checkpoint": run.generator.label,
-                         "seed": r.seed, "kept": "true" if r.kept else "false", "reason": r.reason,
-                         "synthetic": "true", "confidence": _fmt(r.confidence),
-                         "nn_feature_distance": _fmt(r.nn_feature_distance),
-                         "nn_pixel_distance": _fmt(r.nn_pixel_distance), "nn_real_id": r.nn_real_id})
+            rows.append(ManifestRow(rel, r.class_name, run.gan, run.generator.label, r.seed, r.reason, r.confidence,
+                                    r.nn_feature_distance, r.nn_pixel_distance, r.nn_real_id))
             if r.reason == "memorised":
                 memorised_rows.append({"path": f"{stem}.png", "class": r.class_name, "seed": r.seed,
                                        "nn_real_id": r.nn_real_id, "nn_feature_real_id": r.nn_feature_real_id,
-                                       "nn_feature_distance": _fmt(r.nn_feature_distance),
-                                       "nn_feature_relative": _fmt(r.feature_relative),
+                                       "nn_feature_distance": fmt(r.nn_feature_distance),
+                                       "nn_feature_relative": fmt(r.feature_relative),
                                        "nn_pixel_real_id": r.nn_pixel_real_id,
-                                       "nn_pixel_distance": _fmt(r.nn_pixel_distance),
-                                       "nn_pixel_relative": _fmt(r.pixel_relative)})
+                                       "nn_pixel_distance": fmt(r.nn_pixel_distance),
+                                       "nn_pixel_relative": fmt(r.pixel_relative)})
             if run.dicom and r.kept:
                 dcm = tmp / "dicom" / f"{stem}.dcm"
                 write_synthetic_dicom(dcm, r.image, gan=run.gan, class_name=r.class_name, seed=r.seed,
                                       checkpoint_label=run.generator.label, study_uid=study_uid,
                                       series_uid=series_uid, instance_number=n + 1)
                 check_synthetic_dicom(dcm)
-        write_csv_atomic(tmp / "manifest.csv", rows, MANIFEST_COLUMNS)
-        mem = run.metrics["memorisation"]
-        memorised_columns = ["path", "class", "seed", "nn_real_id", "nn_feature_real_id", "nn_feature_distance",
-                             "feature_threshold", "nn_feature_relative", "relative_feature_threshold",
-                             "nn_pixel_real_id", "nn_pixel_distance", "pixel_threshold_rms", "nn_pixel_relative",
-                             "relative_pixel_threshold"]
+        write_manifest(tmp / "manifest.csv", rows)
+        mem = run.metrics.memorisation
         write_csv_atomic(tmp / "memorised" / "memorised.csv",
-                         [{**m, **{k: _fmt(mem[k]) for k in ("feature_threshold", "relative_feature_threshold",
+                         [{**m, **{k: fmt(mem[k]) for k in ("feature_threshold", "relative_feature_threshold",
                                                              "pixel_threshold_rms", "relative_pixel_threshold")}}
-                          for m in memorised_rows], memorised_columns)
+                          for m in memorised_rows], MEMORISED_COLUMNS)
         write_sample_grid(run, tmp / "samples.png")
         if metrics_name:
-            write_json_atomic(tmp / metrics_name, run.metrics)
+            run.metrics.write(tmp / metrics_name)
     return out_dir
 
 
 def write_sample_grid(run: GenerationRun, path: Path) -> Path | None:
     """Up to ``grid_columns`` kept images per generated class, one row per class (black where fewer)."""
-    names = list(run.metrics["counts"])
+    names = list(run.metrics.counts)
     if not names:
         return None
     res, ch = run.generator.resolution_px, run.generator.channels
@@ -415,11 +404,11 @@ def write_sample_grid(run: GenerationRun, path: Path) -> Path | None:
 def log_to_mlflow(tracker, run: GenerationRun, out_dir: Path) -> None:
     """Counts, throughput and quality (value and reference) as metrics; grid, manifest and gate CSV as artifacts."""
     flat: dict[str, float] = {}
-    for c, cnt in run.metrics["counts"].items():
+    for c, cnt in run.metrics.counts.items():
         flat.update({f"{k}_{c}": v for k, v in cnt.items()})
-    flat.update({f"total_{k}": v for k, v in run.metrics["totals"].items()})
-    flat.update({k: v for k, v in run.metrics["throughput"].items() if isinstance(v, (int, float))})
-    for subset, q in run.metrics["quality"].items():
+    flat.update({f"total_{k}": v for k, v in run.metrics.totals.items()})
+    flat.update({k: v for k, v in run.metrics.throughput.items() if isinstance(v, (int, float))})
+    for subset, q in run.metrics.quality.items():
         for scope, per in [*q["per_class"].items(), ("overall", q["overall"])]:
             for key in ("fd", "kid", "precision", "recall", "density", "coverage", "diversity_ms_ssim"):
                 for part in ("value", "reference"):
@@ -428,8 +417,8 @@ def log_to_mlflow(tracker, run: GenerationRun, out_dir: Path) -> None:
                         flat[f"{subset}_{key}_{scope}{'' if part == 'value' else '_ref'}"] = v
     for key in ("feature_threshold", "pixel_threshold_rms", "relative_feature_threshold", "relative_pixel_threshold",
                 "real_val_flag_rate"):
-        flat[f"memorisation_{key}"] = run.metrics["memorisation"][key]
-    for c, per in run.metrics["filter"]["realism"].get("per_class", {}).items():
+        flat[f"memorisation_{key}"] = run.metrics.memorisation[key]
+    for c, per in run.metrics.filter["realism"].get("per_class", {}).items():
         for key in ("scale", "real_val_pass_rate"):
             if isinstance(per.get(key), (int, float)):
                 flat[f"realism_{key}_{c}"] = per[key]

@@ -36,8 +36,8 @@ def score_checkpoint(checkpoint: str | Path, data_dir: str | Path, cfg: Generate
     cfg.dicom_export = "off"
     run = generate_synthetic(cfg, checkpoint, data_dir, counts=None if per_class <= 0 else
                              {c: per_class for c in _classes(data_dir)})
-    counts = run.metrics["counts"]
-    quality = run.metrics["quality"]["generated"]["per_class"]
+    counts = run.metrics.counts
+    quality = run.metrics.quality["generated"]["per_class"]
     rows: dict[str, dict] = {}
     for c, q in quality.items():
         row = {"generated": counts[c]["generated"], "kept": counts[c]["kept"],
@@ -60,7 +60,7 @@ def score_checkpoint(checkpoint: str | Path, data_dir: str | Path, cfg: Generate
            "precision": _ge(overall["precision_ratio"], BAR["precision_ratio_min"]),
            "diversity": _ge(overall["diversity_ratio_lowest"], BAR["diversity_min"]),
            "keep_rate": _ge(overall["keep_rate_total"], BAR["keep_rate_min"])}
-    return {"per_class": rows, "overall": overall, "bar": bar, "checkpoint": run.metrics["checkpoint"]}
+    return {"per_class": rows, "overall": overall, "bar": bar, "checkpoint": run.metrics.checkpoint}
 
 
 def _classes(data_dir: str | Path) -> list[str]:

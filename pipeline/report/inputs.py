@@ -1,42 +1,40 @@
 """Every reader of another stage's output used by the report, in one place.
 
-The train_gan, generate and evaluate stages are developed beside this one, so their formats may
-change; each reader here accepts the known spellings and turns what it finds into the small typed
-records below. A missing or unreadable input becomes :class:`Unavailable`, which the report shows as
-"not available: run stage X" instead of failing. Inputs (paths relative to ``root``)::
+Each file is read through the record class of the package that writes it (pipeline/gan/records.py,
+pipeline/generate/records.py, pipeline/classify/records.py) and turned into the small typed records below. A
+missing input, or one in an older format, becomes :class:`Unavailable`, which the report shows as "not
+available: run stage X" (with the one line that names the file and the stage to re-run) instead of failing.
+Inputs (paths relative to ``root``)::
 
     data/<ds>/meta.json, data/<ds>/cache/{train,test}.npz          ingest
     models/<ds>/<gan>/train_summary.json, plots/train_gan/<ds>_<gan>.csv   train_gan
     data/synthetic/<ds>/<gan>/manifest.csv (+ images/, memorised/)     generate
     data/synthetic/<ds>/<gan>/details.json                             generate
-    results/<ds>/details.json, predictions CSVs, summary.json          evaluate
+    results/<ds>/details.json, summary.json, predictions/<arm>.csv     evaluate
+    reports/<ds>/review_scores.json                                    score_review (optional)
 
 (metrics/<stage>/ holds only the headline numbers of ``dvc metrics show``; the report reads the details.)
-    reports/<ds>/review_scores.json                                    score_review (optional)
 """
 from __future__ import annotations
 
 import csv
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
+from pipeline.classify.records import HEADLINE, EvaluateDetails, EvaluateSummary, evaluate_stage, predictions_path
 from pipeline.data.cache import SplitArrays, load_meta, load_split
-from pipeline.errors import DataError, PipelineError
+from pipeline.errors import DataError
+from pipeline.gan.records import TrainSummary, train_gan_stage
+from pipeline.generate.records import QUALITY_METRICS, GenerateDetails, generate_stage, read_manifest as manifest_rows
+from pipeline.io import JsonRecord
+from pipeline.names import DISCRIMINATOR_SUFFIX, GANS, MIRROR_SUFFIX, REAL_ONLY, arm_gan
 
-KNOWN_GANS = ("cdcgan", "acgan")  # looked for even before their folders exist
-DISCRIMINATOR_SUFFIX = "_discriminator"  # pipeline/classify/arms.py: <gan>_discriminator starts from that GAN's D
-MIRROR_SUFFIX = "#mirror"  # pipeline.quality.memorisation: the nearest training image matched mirrored
-BASELINE_NAMES = ("real_only", "real", "baseline", "none", "no_augmentation", "real-only")
-PRIMARY_METRICS = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro", "f1_macro", "accuracy", "auc",
-                   "macro_auc", "mcc")
-ACTUAL_COLUMNS = ("actual", "true", "y_true", "label", "target", "truth", "true_label")
-PREDICTED_COLUMNS = ("predicted", "pred", "y_pred", "prediction", "predicted_label")
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------------------ records
@@ -82,10 +80,18 @@ class Paths:
         """The whole generate metrics (metrics/generate/ holds only their headline)."""
         return self.synthetic_dir / gan / "details.json"
 
+    def manifest(self, gan: str) -> Path:
+        return self.synthetic_dir / gan / "manifest.csv"
+
     @property
     def evaluate_metrics(self) -> Path:
         """Every arm's means, intervals and gains (metrics/evaluate/ holds only the headline)."""
         return self.results_dir / "details.json"
+
+    @property
+    def evaluate_summary(self) -> Path:
+        """The same comparison with the paired tests and the seeds."""
+        return self.results_dir / "summary.json"
 
     @property
     def results_dir(self) -> Path:
@@ -186,7 +192,6 @@ class Evaluation:
     parent_run_id: str | None
     confusion: dict[str, np.ndarray] = field(default_factory=dict)  # arm -> counts (actual x predicted)
     confusion_note: str = ""
-    raw: dict = field(default_factory=dict)
     best_non_gan: str | None = None  # the reference of gain_vs_non_gan
 
     def arm(self, name: str | None) -> Arm | None:
@@ -232,46 +237,33 @@ def _number(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def _interval(value: Any) -> tuple[float, float] | None:
-    """[lo, hi], (lo, hi) or {"lo"/"low"/"lower": .., "hi"/"high"/"upper": ..} -> (lo, hi)."""
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        lo, hi = _number(value[0]), _number(value[1])
-    elif isinstance(value, dict):
-        lo = _first_number(value, ("lo", "low", "lower", "ci_low", "ci_lo", "ci_lower"))
-        hi = _first_number(value, ("hi", "high", "upper", "ci_high", "ci_hi", "ci_upper"))
-    else:
-        return None
-    return (lo, hi) if lo is not None and hi is not None else None
-
-
-def _first_number(d: dict, keys: tuple[str, ...]) -> float | None:
-    for k in keys:
-        if k in d and _number(d[k]) is not None:
-            return _number(d[k])
-    return None
-
-
-def _read_json(path: Path, what: str, stage: str, rel: str) -> dict | Unavailable:
+def _read(reader: Callable[[Path, str], T], path: Path, rerun: str, what: str, paths: Paths) -> T | Unavailable:
+    """``reader(path, rerun)`` (a record class's ``read``), or why not: missing, unreadable or an older format."""
+    stage = rerun.split("@")[0]
     if not path.is_file():
-        return Unavailable(what, stage, rel)
+        return Unavailable(what, stage, paths.rel(path))
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return Unavailable(what, stage, rel, f"unreadable ({exc})")
-    return data if isinstance(data, dict) else Unavailable(what, stage, rel, "is not a JSON object")
+        return reader(path, rerun)
+    except DataError as exc:
+        return Unavailable(what, stage, paths.rel(path), str(exc).removeprefix(f"{path}: "))
 
 
-def find_key(obj: Any, pattern: str) -> Any:
-    """The first value (depth first) whose key matches the regex ``pattern``, or None."""
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if re.search(pattern, str(k)) and v not in (None, "", {}):
-                return v
-        for v in obj.values():
-            found = find_key(v, pattern)
-            if found is not None:
-                return found
-    return None
+def _parsed(parse: Callable[[], T], what: str, rerun: str, path: Path, paths: Paths) -> T | Unavailable:
+    """``parse()`` of a record already read; a nested key it lacks (an older format) becomes :class:`Unavailable`."""
+    try:
+        return parse()
+    except (KeyError, TypeError, AttributeError) as exc:
+        return Unavailable(what, rerun.split("@")[0], paths.rel(path),
+                           f"in an unknown format ({type(exc).__name__}: {exc}); re-run: dvc repro {rerun}")
+
+
+def _as_dict(record: JsonRecord | Unavailable) -> dict | Unavailable:
+    return record.to_json() if isinstance(record, JsonRecord) else record
+
+
+def _ci(block: dict) -> tuple[float, float] | None:
+    """(low, high) of an interval or gain block, None when either is null."""
+    return (block["low"], block["high"]) if block["low"] is not None and block["high"] is not None else None
 
 
 # ------------------------------------------------------------------------------------------ ingest
@@ -292,7 +284,7 @@ def read_split(paths: Paths, split: str) -> SplitArrays | Unavailable:
 
 # ------------------------------------------------------------------------------------------ train_gan
 def read_history(path: Path, rel: str) -> list[dict[str, float | None]] | Unavailable:
-    """The loss-curve CSV (epoch, step, loss_D, loss_G, D_x, D_G_z, aux_acc, noise_std, quality_fd, ...)."""
+    """The loss-curve CSV (pipeline.gan.records.HISTORY_COLUMNS), blank cells as None."""
     if not path.is_file():
         return Unavailable("GAN loss curves", "train_gan", rel)
     try:
@@ -306,399 +298,149 @@ def read_history(path: Path, rel: str) -> list[dict[str, float | None]] | Unavai
 
 
 # ------------------------------------------------------------------------------------------ generate
-def read_manifest(path: Path, rel: str) -> list[SyntheticImage] | Unavailable:
-    """Rows of data/synthetic/<ds>/<gan>/manifest.csv (see pipeline.data.synthetic.MANIFEST_COLUMNS)."""
-    if not path.is_file():
-        return Unavailable("synthetic manifest", "generate", rel)
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, csv.Error) as exc:
-        return Unavailable("synthetic manifest", "generate", rel, f"unreadable ({exc})")
-    gate_rows = _memorised_rows(path.parent)
+def read_manifest(paths: Paths, gan: str) -> list[SyntheticImage] | Unavailable:
+    """The manifest's rows, each with the gate's closeness ratios from memorised/memorised.csv when memorised."""
+    rows = _read(manifest_rows, paths.manifest(gan), generate_stage(paths.dataset, gan), "synthetic manifest", paths)
+    if isinstance(rows, Unavailable):
+        return rows
+    gan_dir = paths.synthetic_dir / gan
+    gate = _memorised_rows(gan_dir)
     out = []
     for row in rows:
-        name = (row.get("path") or "").strip()
-        if not name:
-            continue
-        gate_row = gate_rows.get(Path(name).name, {})
-        nn_id = (row.get("nn_real_id") or "").strip()
+        name = Path(row.path).name
+        ratios = gate.get(name, {})
         out.append(SyntheticImage(
-            path=_locate(path.parent, name), image_id=Path(name).name, cls=(row.get("class") or "").strip(),
-            kept=str(row.get("kept", "")).strip().lower() in ("true", "1", "yes"),
-            reason=(row.get("reason") or "").strip(), nn_real_id=nn_id.removesuffix(MIRROR_SUFFIX),
-            nn_feature_distance=_number(row.get("nn_feature_distance")),
-            nn_pixel_distance=_number(row.get("nn_pixel_distance")), confidence=_number(row.get("confidence")),
-            nn_mirrored=nn_id.endswith(MIRROR_SUFFIX),
-            nn_feature_relative=_number(row.get("nn_feature_relative", gate_row.get("nn_feature_relative"))),
-            nn_pixel_relative=_number(row.get("nn_pixel_relative", gate_row.get("nn_pixel_relative")))))
+            path=gan_dir / row.path, image_id=name, cls=row.cls, kept=row.kept, reason=row.reason,
+            nn_real_id=row.nn_real_id.removesuffix(MIRROR_SUFFIX), nn_feature_distance=_number(row.nn_feature_distance),
+            nn_pixel_distance=_number(row.nn_pixel_distance), confidence=_number(row.confidence),
+            nn_mirrored=row.nn_real_id.endswith(MIRROR_SUFFIX),
+            nn_feature_relative=_number(ratios.get("nn_feature_relative")),
+            nn_pixel_relative=_number(ratios.get("nn_pixel_relative"))))
     return out
 
 
 def _memorised_rows(gan_dir: Path) -> dict[str, dict]:
-    """memorised/memorised.csv (the gate's statistics of each excluded image), by file name; {} if absent."""
-    path = gan_dir / "memorised" / "memorised.csv"
+    """memorised/memorised.csv (pipeline.generate.records.MEMORISED_COLUMNS) by file name; {} if absent."""
     try:
-        with path.open(newline="") as fh:
-            return {Path(r.get("path") or "").name: r for r in csv.DictReader(fh)}
-    except (OSError, csv.Error):
+        with (gan_dir / "memorised" / "memorised.csv").open(newline="") as fh:
+            return {r["path"]: r for r in csv.DictReader(fh)}
+    except (OSError, csv.Error, KeyError):
         return {}
 
 
-def _locate(gan_dir: Path, name: str) -> Path:
-    """The manifest's path, else the same file name in images/ or memorised/ (excluded images may move)."""
-    direct = gan_dir / name
-    if direct.is_file():
-        return direct
-    for sub in ("images", "memorised", "rejected", "memorized", "excluded"):
-        candidate = gan_dir / sub / Path(name).name
-        if candidate.is_file():
-            return candidate
-    return direct
-
-
-REFERENCE_TOKENS = ("real_vs_real", "realvsreal", "reference", "references", "ref", "real_real", "baseline")
-VALUE_TOKENS = ("value", "synthetic", "syn", "synthetic_vs_real", "syn_vs_real", "fake_vs_real", "mean")
-NOT_QUALITY = re.compile(r"(^|[_.])(n|count|counts|totals|time_s|seconds|seed|epoch|step|run_id|threshold|"
-                         r"images_per_s|throughput|std|reference_std|percentile|shortfall|target)($|[_.])|"
-                         r"^n_|mlflow|checkpoint|world_size|device|settings|filter|memorisation")
-
-
-def read_quality(metrics: dict, classes: list[str]) -> list[QualityRow]:
-    """Quality rows of the generate metrics JSON, each number beside its real-vs-real reference.
-
-    The generate stage writes ``quality.{kept,generated}.{overall,per_class.<class>}.<metric>.{value,
-    reference}`` (pipeline/generate/run.py); other shapes go through :func:`_generic_quality`.
-    """
-    quality = metrics.get("quality")
-    if isinstance(quality, dict) and isinstance(quality.get("kept") or quality.get("generated"), dict):
-        return _subset_quality(quality, classes)
-    return _generic_quality(metrics, classes)
-
-
-def _subset_quality(quality: dict, classes: list[str]) -> list[QualityRow]:
-    kept = quality.get("kept") if isinstance(quality.get("kept"), dict) else {}
-    generated = quality.get("generated") if isinstance(quality.get("generated"), dict) else {}
-    per_kept, per_gen = kept.get("per_class") or {}, generated.get("per_class") or {}
-    scopes = [("all", kept.get("overall") or {}, generated.get("overall") or {})]
-    names = [c for c in classes if c in per_kept or c in per_gen] + sorted(
-        c for c in {**per_kept, **per_gen} if c not in classes)
-    scopes += [(c, per_kept.get(c) or {}, per_gen.get(c) or {}) for c in names]
+def read_quality(details: GenerateDetails, classes: list[str]) -> list[QualityRow]:
+    """Quality rows of generate's ``quality.{kept,generated}.{overall,per_class.<class>}.<metric>.{value,reference}``
+    (pipeline/generate/quality.py), each kept-images value beside its real-vs-real reference and the value of all
+    generated images; a class without a reference says why (its block's ``reference``: ``"none: <why>"``)."""
+    kept, generated = details.quality["kept"], details.quality["generated"]
+    scopes = [("all", kept["overall"], generated["overall"])]
+    scopes += [(c, kept["per_class"][c], generated["per_class"][c]) for c in classes if c in kept["per_class"]]
     rows = []
     for scope, k, g in scopes:
-        note = ""
-        ref_text = k.get("reference") if isinstance(k.get("reference"), str) else g.get("reference")
-        if isinstance(ref_text, str) and ref_text.startswith("none"):
-            note = "no reference: " + ref_text.removeprefix("none").lstrip(": ")
-        for metric in dict.fromkeys([*k, *g]):
-            block_k, block_g = k.get(metric), g.get(metric)
-            if not isinstance(block_k or block_g, dict) or "value" not in (block_k or block_g):
-                continue
-            block_k, block_g = block_k or {}, block_g or {}
-            reference = _number(block_k.get("reference", block_g.get("reference")))
-            rows.append(QualityRow(metric, scope, _number(block_k.get("value")), reference,
-                                   _number(block_g.get("value")), note if reference is None else ""))
+        why = k.get("reference", "")
+        note = "no reference: " + why.removeprefix("none").lstrip(": ") if why.startswith("none") else ""
+        for metric in (m for m in k if m in QUALITY_METRICS):  # the file's order
+            reference = k[metric]["reference"]
+            rows.append(QualityRow(metric, scope, k[metric]["value"], reference, g[metric]["value"],
+                                   note if reference is None else ""))
     return rows
-
-
-def _generic_quality(metrics: dict, classes: list[str]) -> list[QualityRow]:
-    """Pair every quality number in a JSON of unknown layout with its real-vs-real reference.
-
-    Accepted shapes (and mixes of them): ``{"fd": 12, "real_vs_real": {"fd": 4}}``,
-    ``{"fd": {"value": 12, "reference": 4}}``, ``{"fd": 12, "fd_real_vs_real": 4}``, any of them under
-    ``"quality"`` / ``"metrics"`` and per class (``{"per_class": {"benign": {...}}}`` or ``fd_benign``).
-    """
-    flat: dict[tuple[str, ...], float] = {}
-    _flatten_numbers(metrics, (), flat)
-    values: dict[tuple[str, str], float] = {}
-    refs: dict[tuple[str, str], float] = {}
-    order: list[tuple[str, str]] = []
-    class_set = set(classes)
-    for parts, number in flat.items():
-        tokens = [t for t in parts if t not in ("quality", "metrics", "per_class", "classes", "overall", "all")]
-        is_ref = False
-        clean: list[str] = []
-        for t in tokens:
-            low = t.lower()
-            stripped = low
-            for r in REFERENCE_TOKENS:  # fd_real_vs_real, real_vs_real_fd
-                if low == r or low.endswith("_" + r) or low.startswith(r + "_"):
-                    is_ref = True
-                    stripped = low.removesuffix("_" + r).removeprefix(r + "_") if low != r else ""
-                    break
-            if stripped and stripped not in VALUE_TOKENS:
-                clean.append(stripped)
-        scope = "all"
-        rest = []
-        for t in clean:
-            if t in class_set and scope == "all":
-                scope = t
-            else:
-                suffix = next((c for c in classes if t.endswith("_" + c.lower())), None)
-                if suffix and scope == "all":
-                    scope, t = suffix, t[: -len(suffix) - 1]
-                rest.append(t)
-        if not rest:
-            continue
-        metric = ".".join(rest)
-        if NOT_QUALITY.search(metric):
-            continue
-        key = (metric, scope)
-        if key not in order:
-            order.append(key)
-        (refs if is_ref else values)[key] = number
-    return [QualityRow(m, s, values.get((m, s)), refs.get((m, s))) for m, s in order]
-
-
-def _flatten_numbers(obj: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...], float]) -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten_numbers(v, prefix + (str(k),), out)
-    elif not isinstance(obj, (list, str)) and _number(obj) is not None:
-        out[prefix] = _number(obj)  # type: ignore[assignment]
 
 
 # ------------------------------------------------------------------------------------------ evaluate
 def read_evaluation(paths: Paths, classes: list[str], synthetic_classical_gan: str | None = None,
                     metric: str | None = None) -> Evaluation | Unavailable:
-    """results/<ds>/details.json (arms, CIs, gains, parent run id) + confusion matrices from results/<ds>/."""
-    rel = paths.rel(paths.evaluate_metrics)
-    data = _read_json(paths.evaluate_metrics, "evaluation metrics", "evaluate", rel)
-    summary = _read_json(paths.results_dir / "summary.json", "evaluation summary", "evaluate",
-                         paths.rel(paths.results_dir / "summary.json"))
-    if isinstance(data, Unavailable):
-        if isinstance(summary, Unavailable):
-            return data
-        data = summary
-    merged = {**(summary if isinstance(summary, dict) else {}), **data}
-    try:
-        evaluation = _parse_evaluation(merged, synthetic_classical_gan, metric)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        return Unavailable("evaluation metrics", "evaluate", rel, f"in an unknown format ({exc})")
-    evaluation.confusion, evaluation.confusion_note = read_confusions(paths, classes, merged)
+    """results/<ds>/details.json (arms, intervals, gains, parent run id), summary.json (paired tests, seeds) and
+    the confusion matrices of results/<ds>/predictions/."""
+    rerun = evaluate_stage(paths.dataset)
+    details = _read(EvaluateDetails.read, paths.evaluate_metrics, rerun, "evaluation metrics", paths)
+    summary = _read(EvaluateSummary.read, paths.evaluate_summary, rerun, "evaluation summary", paths)
+    if isinstance(details, Unavailable) or isinstance(summary, Unavailable):
+        return details if isinstance(details, Unavailable) else summary
+    evaluation = _parsed(lambda: evaluation_of(details, summary, synthetic_classical_gan, metric),
+                         "evaluation metrics", rerun, paths.evaluate_metrics, paths)
+    if isinstance(evaluation, Evaluation):
+        evaluation.confusion, evaluation.confusion_note = read_confusions(paths, classes, [a.name for a in
+                                                                                           evaluation.arms],
+                                                                          summary.n_seeds)
     return evaluation
 
 
-def _gain_blocks(data: dict, baseline: str | None) -> tuple[dict, dict]:
-    """(arm -> gain block against the real-only arm, arm -> gain block against the best non-GAN arm).
-
-    results/<ds>/details.json (pipeline/classify/evaluate.py ``metrics_json``) has ``gains_vs_real_only`` and
-    ``gains_vs_best_non_gan``: ``{arm: {metric: {diff, low, high, label}}}``; results/<ds>/summary.json has
-    compare_arms' ``gains: {reference_name: {reference: arm, arms: {arm: {metric: {estimate, ...}}}}}``;
-    simpler files write ``gains: {arm: ...}``.
-    """
-    gains = data.get("gains") if isinstance(data.get("gains"), dict) else {}
-    nested = {k: v for k, v in gains.items() if isinstance(v, dict) and isinstance(v.get("arms"), dict)}
-    if not nested and isinstance(data.get("gains_vs_real_only"), dict):  # summary.json's blocks hold the p values
-        non_gan = data.get("gains_vs_best_non_gan")
-        return data["gains_vs_real_only"], non_gan if isinstance(non_gan, dict) else {}
-    if not nested:
-        return gains, {}
-    real = next((v["arms"] for k, v in nested.items() if v.get("reference") == baseline or k in BASELINE_NAMES),
-                next(iter(nested.values()))["arms"])
-    non_gan = next((v["arms"] for k, v in nested.items() if "non_gan" in k or "classical" in k), {})
-    return real, non_gan
-
-
-def _parse_evaluation(data: dict, synthetic_classical_gan: str | None = None, metric: str | None = None
-                      ) -> Evaluation:
-    """``metric``: the measure to lead with (report.metric); else the file's primary metric, else the first known."""
-    arms_raw = data.get("arms")
-    if arms_raw is None:
-        arms_raw = {k: v for k, v in data.items() if isinstance(v, dict) and any(m in v for m in PRIMARY_METRICS)}
-    if isinstance(arms_raw, list):
-        arms_raw = {str(a.get("name") or a.get("arm")): a for a in arms_raw if isinstance(a, dict)}
-    if not isinstance(arms_raw, dict) or not arms_raw:
-        raise ValueError("no 'arms' found")
-    first = next(iter(arms_raw.values()))
-    available = [m for m in first if isinstance(first.get(m), (dict, int, float))] if isinstance(first, dict) else []
-    if metric not in available:
-        metric = data.get("primary_metric") or data.get("metric")
-    if not isinstance(metric, str) or metric not in available:
-        metric = next((m for m in PRIMARY_METRICS if m in available), "score")
-    baseline = data.get("baseline") or data.get("baseline_arm") or data.get("reference")
-    if baseline not in arms_raw:
-        baseline = next((str(a) for a in arms_raw if str(a).lower() in BASELINE_NAMES), None)
-    vs_real, vs_non_gan = _gain_blocks(data, baseline)
+def evaluation_of(details: EvaluateDetails, summary: EvaluateSummary, synthetic_classical_gan: str | None = None,
+                  metric: str | None = None) -> Evaluation:
+    """``metric``: the measure to lead with (report.metric), else macro-F1. p values: the summary's paired tests."""
+    measures = [m for m in HEADLINE if m in next(iter(details.arms.values()), {})]
+    metric = metric if metric in measures else HEADLINE[0]
+    p_values = summary.gains["real_only"]["arms"]
     arms = []
-    for name, raw in arms_raw.items():
-        raw = raw if isinstance(raw, dict) else {"mean": raw}
-        mean, ci = _metric_of(raw, metric)
-        gain, gain_ci, label, p = _gain_of(raw, vs_real.get(name), metric)
-        discriminator = raw.get("discriminator") or _arm_discriminator(str(name))
-        gan = None if discriminator else (raw.get("gan") or raw.get("generator")
-                                          or _arm_gan(str(name), synthetic_classical_gan))
-        arm = Arm(str(name), mean, ci, gain, gain_ci, str(gan) if gan else None, label, p,
-                  discriminator=str(discriminator) if discriminator else None)
-        if name in vs_non_gan:
-            arm.gain_vs_non_gan, arm.gain_vs_non_gan_ci, _, _ = _gain_of({}, vs_non_gan[name], metric)
-        for m in (m for m in PRIMARY_METRICS if m in available):  # every measure's gain, for the overview table
-            g, g_ci, g_label, _ = _gain_of(raw, vs_real.get(name), m) if name in vs_real else (None, None, None, None)
-            if g is not None:
-                arm.gains[m] = (g, g_ci, g_label)
+    for name, block in details.arms.items():
+        discriminator = name.removesuffix(DISCRIMINATOR_SUFFIX) if name.endswith(DISCRIMINATOR_SUFFIX) else None
+        arm = Arm(name, block[metric]["mean"], _ci(block[metric]), gan=arm_gan(name, synthetic_classical_gan),
+                  discriminator=discriminator)
+        gains = details.gains_vs_real_only.get(name, {})
+        arm.gains = {m: (gains[m]["diff"], _ci(gains[m]), gains[m]["label"]) for m in measures if m in gains}
+        arm.gain, arm.gain_ci, arm.label = arm.gains.get(metric, (None, None, None))
+        arm.p_value = p_values.get(name, {}).get(metric, {}).get("wilcoxon_p")
+        vs_non_gan = details.gains_vs_best_non_gan.get(name, {}).get(metric)
+        if vs_non_gan:
+            arm.gain_vs_non_gan, arm.gain_vs_non_gan_ci = vs_non_gan["diff"], _ci(vs_non_gan)
         arms.append(arm)
-    base_arm = next((a for a in arms if a.name == baseline), None)
-    for a in arms:  # a gain not written by evaluate is at least the difference of means (no interval)
-        if a.gain is None and base_arm and a is not base_arm and a.mean is not None and base_arm.mean is not None:
-            a.gain = a.mean - base_arm.mean
-    best = data.get("best_arm") or data.get("best")
-    if isinstance(best, dict):
-        best = best.get("name") or best.get("arm")
-    if best not in arms_raw:  # the best arm that adds synthetic images, else the best of the others
-        others = [a for a in arms if a.name != baseline and a.discriminator is None
-                  and (a.gain is not None or a.mean is not None)]
-        synthetic = [a for a in others if a.uses_synthetic]
-        pick = max(synthetic or others, key=lambda a: (a.gain if a.gain is not None else a.mean), default=None)
-        best = pick.name if pick else None
-    parent = find_key(data, r"parent_run_id$") or data.get("mlflow_run_id") or find_key(data, r"^mlflow_run_id$")
-    best_non_gan = data.get("best_non_gan")
-    return Evaluation(str(metric), arms, baseline, best, str(parent) if parent else None, raw=data,
-                      best_non_gan=str(best_non_gan) if best_non_gan in arms_raw else None)
+    baseline = REAL_ONLY if REAL_ONLY in details.arms else None
+    # the best arm that adds synthetic images, else the best of the others (the discriminator arms apart)
+    others = [a for a in arms if a.name != baseline and a.discriminator is None
+              and (a.gain is not None or a.mean is not None)]
+    synthetic = [a for a in others if a.uses_synthetic]
+    pick = max(synthetic or others, key=lambda a: (a.gain if a.gain is not None else a.mean), default=None)
+    return Evaluation(metric, arms, baseline, pick.name if pick else None, details.mlflow_parent_run_id or None,
+                      best_non_gan=details.best_non_gan if details.best_non_gan in details.arms else None)
 
 
-def _arm_discriminator(name: str) -> str | None:
-    """The GAN whose discriminator a semi-supervised arm fine-tunes, from its name: acgan_discriminator -> acgan.
-
-    Such an arm adds no synthetic image (it trains on the real split only), so it is neither a GAN-image arm
-    nor a candidate for the best non-GAN arm (pipeline/classify/evaluate.py leaves it out of both too).
-    """
-    low = name.lower()
-    if low.endswith(DISCRIMINATOR_SUFFIX):
-        return low[: -len(DISCRIMINATOR_SUFFIX)] or None
-    return None
-
-
-def _arm_gan(name: str, synthetic_classical_gan: str | None) -> str | None:
-    """The GAN whose images an arm adds, from its name (pipeline/classify/arms.py): cdcgan, acgan_x2, ..."""
-    low = name.lower()
-    found = next((g for g in KNOWN_GANS if low == g or low.startswith(g + "_") or low.endswith("_" + g)), None)
-    if found:
-        return found
-    if "synthetic" in low and synthetic_classical_gan:
-        return synthetic_classical_gan
-    return None
-
-
-def _metric_of(raw: dict, metric: str) -> tuple[float | None, tuple[float, float] | None]:
-    block = raw.get(metric, raw.get("metrics", {}).get(metric) if isinstance(raw.get("metrics"), dict) else None)
-    if isinstance(block, dict):
-        return _first_number(block, ("mean", "value", "estimate", "point")), _interval(block.get("ci", block))
-    if block is not None:
-        return _number(block), _interval(raw.get(f"{metric}_ci") or raw.get("ci"))
-    return _first_number(raw, ("mean", "value", "estimate")), _interval(raw.get("ci", raw))
-
-
-def _gain_of(raw: dict, top: Any, metric: str) -> tuple[float | None, tuple[float, float] | None, str | None,
-                                                        float | None]:
-    """(gain, interval, evaluate's label such as 'no gain', paired test p) of one arm."""
-    block = top if top is not None else raw.get("gain", raw.get(f"{metric}_gain", raw.get("delta")))
-    if isinstance(block, dict):
-        if metric in block:
-            block = block[metric]
-        if isinstance(block, dict):
-            label = block.get("label")
-            return (_first_number(block, ("mean", "estimate", "gain", "delta", "diff", "difference", "value")),
-                    _interval(block.get("ci", block)), str(label) if label else None,
-                    _first_number(block, ("wilcoxon_p", "p_value", "p")))
-    return _number(block), _interval(raw.get("gain_ci") or raw.get(f"{metric}_gain_ci")), None, None
-
-
-def read_confusions(paths: Paths, classes: list[str], data: dict) -> tuple[dict[str, np.ndarray], str]:
-    """Confusion counts per arm: from a 'confusion' block of the JSON, else from the predictions CSVs."""
-    block = find_key(data, r"^confusion(_matrix|_matrices)?$")
+def read_confusions(paths: Paths, classes: list[str], arms: list[str], n_seeds: int
+                    ) -> tuple[dict[str, np.ndarray], str]:
+    """Confusion counts (actual x predicted) per arm from results/<ds>/predictions/<arm>.csv, summed over seeds; an
+    arm whose file is missing or names an unknown class is left out (the report says so)."""
     out: dict[str, np.ndarray] = {}
-    if isinstance(block, dict):
-        for arm, m in block.items():
-            arr = np.asarray(m.get("matrix", m.get("counts")) if isinstance(m, dict) else m, dtype=float)
-            if arr.ndim == 2 and arr.shape[0] == arr.shape[1] == len(classes):
-                out[str(arm)] = arr
-    if out:
-        return out, "from the evaluation summary"
-    seeds: set[str] = set()
-    if paths.results_dir.is_dir():
-        for csv_path in sorted(paths.results_dir.rglob("*.csv")):
-            for arm, matrix, file_seeds in _confusions_from_csv(csv_path, classes, paths.results_dir):
-                out[arm] = out.get(arm, 0) + matrix
-                seeds |= file_seeds
-    note = "from the predictions on the test split"
-    if len(seeds) > 1:
-        note += f", summed over {len(seeds)} seeds"
+    for arm in arms if classes else []:
+        counts = np.zeros((len(classes), len(classes)))
+        try:
+            with predictions_path(paths.results_dir, arm).open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    counts[classes.index(row["actual"]), classes.index(row["predicted"])] += 1
+        except (OSError, csv.Error, KeyError, ValueError):
+            continue
+        out[arm] = counts
+    note = "from the predictions on the test split" + (f", summed over {n_seeds} seeds" if n_seeds > 1 else "")
     return out, note
-
-
-def _confusions_from_csv(path: Path, classes: list[str], results_dir: Path) -> list[tuple[str, np.ndarray, set]]:
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            actual = next((h for h in header if h.lower() in ACTUAL_COLUMNS), None)
-            predicted = next((h for h in header if h.lower() in PREDICTED_COLUMNS), None)
-            if actual is None or predicted is None:
-                return []
-            rows = list(reader)
-    except (OSError, csv.Error, UnicodeDecodeError):
-        return []
-    default_arm = path.stem.removeprefix("predictions_").removesuffix("_predictions")
-    if default_arm in ("predictions", "test", "preds"):
-        default_arm = path.parent.name if path.parent != results_dir else default_arm
-    split_col = next((h for h in header if h.lower() == "split"), None)
-    by_arm: dict[str, np.ndarray] = {}
-    seeds: dict[str, set] = {}
-    for row in rows:
-        if split_col and row.get(split_col, "test").strip().lower() not in ("test", ""):
-            continue
-        i, j = _class_index(row.get(actual), classes), _class_index(row.get(predicted), classes)
-        if i is None or j is None:
-            continue
-        arm = (row.get("arm") or default_arm).strip()
-        by_arm.setdefault(arm, np.zeros((len(classes), len(classes))))[i, j] += 1
-        seeds.setdefault(arm, set()).add(str(row.get("seed", "")))
-    return [(arm, m, seeds[arm]) for arm, m in by_arm.items()]
-
-
-def _class_index(value: str | None, classes: list[str]) -> int | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if value in classes:
-        return classes.index(value)
-    number = _number(value)
-    if number is not None and number == int(number) and 0 <= int(number) < len(classes):
-        return int(number)
-    return None
 
 
 # ------------------------------------------------------------------------------------------ all
 def gan_names(paths: Paths) -> list[str]:
-    """GANs with any output for this data set: folders under data/synthetic/<ds>/ and the known models."""
-    names = list(KNOWN_GANS)
-    if paths.synthetic_dir.is_dir():
-        names += sorted(d.name for d in paths.synthetic_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
-    found = []
-    for name in dict.fromkeys(names):
-        if any(p.exists() for p in (paths.synthetic_dir / name, paths.train_metrics(name), paths.loss_csv(name),
-                                    paths.generate_metrics(name))):
-            found.append(name)
-    return found
+    """The GANs with any output for this data set."""
+    return [g for g in GANS if any(p.exists() for p in (paths.synthetic_dir / g, paths.train_metrics(g),
+                                                        paths.loss_csv(g)))]
 
 
 def read_gan(paths: Paths, name: str, classes: list[str]) -> GanInputs:
-    manifest_path = paths.synthetic_dir / name / "manifest.csv"
     gen_path = paths.generate_metrics(name)
-    gen = _read_json(gen_path, "quality metrics", "generate", paths.rel(gen_path))
+    rerun = generate_stage(paths.dataset, name)
+    gen = _read(GenerateDetails.read, gen_path, rerun, "quality metrics", paths)
     return GanInputs(
         name=name,
-        manifest=read_manifest(manifest_path, paths.rel(manifest_path)),
-        train_summary=_read_json(paths.train_metrics(name), "GAN training metrics", "train_gan",
-                                 paths.rel(paths.train_metrics(name))),
+        manifest=read_manifest(paths, name),
+        train_summary=_as_dict(_read(TrainSummary.read, paths.train_metrics(name), train_gan_stage(paths.dataset, name),
+                                     "GAN training metrics", paths)),
         history=read_history(paths.loss_csv(name), paths.rel(paths.loss_csv(name))),
-        quality=read_quality(gen, classes) if isinstance(gen, dict) else gen,
-        generate_metrics=gen,
+        quality=gen if isinstance(gen, Unavailable) else _parsed(lambda: read_quality(gen, classes), "quality metrics",
+                                                                 rerun, gen_path, paths),
+        generate_metrics=_as_dict(gen),
     )
 
 
 def read_review_scores(paths: Paths) -> dict | None:
-    data = _read_json(paths.review_scores, "review scores", "score_review", paths.rel(paths.review_scores))
+    """reports/<ds>/review_scores.json (pipeline/report/scoring.py), None until the score_review stage ran."""
+    try:
+        data = json.loads(paths.review_scores.read_text())
+    except (OSError, ValueError):
+        return None
     return data if isinstance(data, dict) else None
 
 
@@ -707,17 +449,13 @@ def collect(root: str | Path, dataset: str, synthetic_classical_gan: str | None 
     """Everything the report and the review page need; never raises for a missing input.
 
     ``synthetic_classical_gan`` (params evaluate.synthetic_classical_gan) names the GAN of the
-    synthetic_classical arm when the evaluation file does not; ``metric`` (report.metric) is the measure
-    the report leads with.
+    synthetic_classical arm; ``metric`` (report.metric) is the measure the report leads with.
     """
     paths = Paths(Path(root), dataset)
     meta = read_meta(paths)
     classes = list(meta.get("classes", [])) if isinstance(meta, dict) else []
-    try:
-        evaluation = read_evaluation(paths, classes, synthetic_classical_gan, metric)
-    except PipelineError as exc:  # a reader above should not raise; a report is still better than none
-        evaluation = Unavailable("evaluation metrics", "evaluate", paths.rel(paths.evaluate_metrics), str(exc))
     return ReportInputs(
         paths=paths, meta=meta, train=read_split(paths, "train"), test=read_split(paths, "test"),
         gans=[read_gan(paths, g, classes) for g in gan_names(paths)],
-        evaluation=evaluation, review_scores=read_review_scores(paths))
+        evaluation=read_evaluation(paths, classes, synthetic_classical_gan, metric),
+        review_scores=read_review_scores(paths))

@@ -21,8 +21,7 @@ from pipeline.data.cache import SplitArrays
 from pipeline.report.config import ReportConfig
 from pipeline.report.html import fmt, fmt_ci, nice, p_value, render
 from pipeline.report.images import data_uri, labelled, png_bytes, read_uint8, window
-from pipeline.report.inputs import (Evaluation, GanInputs, QualityRow, ReportInputs, SyntheticImage, Unavailable,
-                                    find_key)
+from pipeline.report.inputs import Evaluation, GanInputs, QualityRow, ReportInputs, SyntheticImage, Unavailable
 from pipeline.report.plots import confusion_pair, training_curves
 
 REASON_TEXT = {"memorised": "excluded as possible copies of a training image (memorisation gate)",
@@ -30,7 +29,6 @@ REASON_TEXT = {"memorised": "excluded as possible copies of a training image (me
                               "(realism check)",
                "low_confidence": "excluded because a classifier could not recognise their class"}
 SAMPLE_SEED = 0  # which kept images the report shows (fixed, so re-running gives the same page)
-MEMORISATION_REASONS = re.compile(r"memor|copy|duplicate|near|nn|too_close|similar", re.I)
 
 QUALITY_MEANINGS = [  # (regex on the metric name, one line for a clinician)
     (r"fid|frechet|(^|_)fd($|_)", "Frechet distance between synthetic and real image features: lower means the "
@@ -207,7 +205,7 @@ def samples(g: GanInputs, inputs: ReportInputs, cfg: ReportConfig, thumbs: Thumb
 
 
 def excluded(g: GanInputs, cfg: ReportConfig, thumbs: Thumbs) -> dict:
-    rows = sorted((r for r in g.excluded if MEMORISATION_REASONS.search(r.reason or "")), key=_closest_first)
+    rows = sorted((r for r in g.excluded if r.reason == "memorised"), key=_closest_first)
     return {"reasons": [[nice(k), n] for k, n in sorted(Counter(r.reason or "unspecified" for r in g.excluded).items())],
             "rule": gate_rule(g.generate_metrics), "memorised": len(rows),
             "shown": [thumbs.pair(r, excluded=True) for r in rows[: cfg.excluded_max]]}
@@ -329,7 +327,7 @@ def provenance(inputs: ReportInputs, prov: Provenance) -> dict:
     runs = []
     for g in inputs.gans:
         for stage, src in (("train_gan", g.train_summary), ("generate", g.generate_metrics)):
-            run_id = find_key(src, r"mlflow_run_id$") if isinstance(src, dict) else None
+            run_id = src.get("mlflow_run_id") if isinstance(src, dict) else None
             if run_id:
                 runs.append((f"{stage} {g.name}", run_id))
     if isinstance(inputs.evaluation, Evaluation) and inputs.evaluation.parent_run_id:

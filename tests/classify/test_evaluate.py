@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.classify.arms import TrainSet
 from pipeline.classify.evaluate import check_train_set, evaluate_dataset, run_jobs
+from pipeline.classify.records import EvaluateDetails
 from pipeline.errors import DataError
 from tests.classify.fakes import CLASSES, make_split, tiny_config, write_cache, write_manifest
 from tests.conftest import REPO
@@ -96,15 +97,15 @@ def test_end_to_end_with_mlflow(tmp_path: Path, toy_cache: Path, monkeypatch: py
     summary = json.loads((out / "summary.json").read_text())
     assert summary["minority_class"] == "malignant" and summary["n_synthetic"] == {"cdcgan": 7, "acgan": 7}
     assert "| synthetic_classical |" in (out / "summary.md").read_text()
-    assert set(metrics["arms"]) == set(ALL_ARMS)
-    assert set(metrics["gains_vs_real_only"]) == set(ALL_ARMS) - {"real_only"}
-    assert metrics["best_non_gan"] in ("real_only", "class_weighted", "oversample", "classical")
-    gain = metrics["gains_vs_real_only"]["acgan"]["macro_f1"]
+    assert set(metrics.arms) == set(ALL_ARMS)
+    assert set(metrics.gains_vs_real_only) == set(ALL_ARMS) - {"real_only"}
+    assert metrics.best_non_gan in ("real_only", "class_weighted", "oversample", "classical")
+    gain = metrics.gains_vs_real_only["acgan"]["macro_f1"]
     assert gain["low"] <= gain["diff"] <= gain["high"] and gain["label"] in ("gain", "no gain", "loss")
-    assert json.loads((out / "details.json").read_text()) == metrics
+    assert EvaluateDetails.read(out / "details.json", "evaluate@toy") == metrics
     # the metrics file: a few columns per arm (dvc metrics show), gains only for the arms that use a GAN
     headline = json.loads((tmp_path / "metrics" / "toy.json").read_text())
-    assert headline["best_non_gan"] == metrics["best_non_gan"] and set(headline) == {"best_non_gan", *ALL_ARMS}
+    assert headline["best_non_gan"] == metrics.best_non_gan and set(headline) == {"best_non_gan", *ALL_ARMS}
     assert set(headline["real_only"]) == {"macro_f1", "macro_f1_low", "macro_f1_high", "balanced_accuracy",
                                           "minority_recall"}
     assert set(headline["acgan"]) == set(headline["real_only"]) | {"gain_vs_real_only", "gain_vs_best_non_gan"}
@@ -117,7 +118,7 @@ def test_end_to_end_with_mlflow(tmp_path: Path, toy_cache: Path, monkeypatch: py
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parent) == 1 and parent[0].info.run_id == metrics["mlflow_parent_run_id"]
+    assert len(parent) == 1 and parent[0].info.run_id == metrics.mlflow_parent_run_id
     assert parent[0].info.status == "FINISHED"
     assert len(children) == len(ALL_ARMS) * len(cfg.seeds)
     assert all(c.info.status == "FINISHED" for c in children)
@@ -169,7 +170,7 @@ def test_tracking_off_and_same_results_in_worker_processes(tmp_path: Path, toy_c
     pooled = {(r.arm, r.seed): r.proba for r in run_jobs(jobs, state, workers=2, num_threads=1)}
     assert all(np.array_equal(here[k], pooled[k]) for k in jobs)
     metrics = run_stage(tmp_path, cfg, toy_cache, tmp_path / "no_synthetic")
-    assert metrics["mlflow_parent_run_id"] == "" and not (tmp_path / "mlflow.db").exists()
+    assert metrics.mlflow_parent_run_id == "" and not (tmp_path / "mlflow.db").exists()
 
 
 def test_stage_cli_one_line_error(tmp_path: Path, toy_cache: Path) -> None:
@@ -195,11 +196,11 @@ def test_acgan_discriminator_arm_end_to_end(tmp_path: Path, toy_cache: Path, acg
     cfg = tiny_config(arms=["real_only", "oversample", "acgan_discriminator"])
     metrics = evaluate_dataset("toy", cfg, toy_cache, tmp_path / "no_synthetic", tmp_path / "results" / "toy",
                                tmp_path / "metrics" / "toy.json", models_dir=acgan_checkpoint.parent.parent)
-    assert set(metrics["arms"]) == {"real_only", "oversample", "acgan_discriminator"}
-    assert "acgan_discriminator" in metrics["gains_vs_real_only"]
-    assert metrics["best_non_gan"] in ("real_only", "oversample")
-    assert metrics["classifier"] == "cnn" and metrics["classifier_detail"].startswith("cnn channels=[8, 16]")
-    assert metrics["selection"].startswith("best val_macro_f1 (mean over 3 epochs)")
+    assert set(metrics.arms) == {"real_only", "oversample", "acgan_discriminator"}
+    assert "acgan_discriminator" in metrics.gains_vs_real_only
+    assert metrics.best_non_gan in ("real_only", "oversample")
+    assert metrics.classifier == "cnn" and metrics.classifier_detail.startswith("cnn channels=[8, 16]")
+    assert metrics.selection.startswith("best val_macro_f1 (mean over 3 epochs)")
     out = tmp_path / "results" / "toy"
     with open(out / "predictions" / "acgan_discriminator.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 18 * len(cfg.seeds)
@@ -213,7 +214,7 @@ def test_acgan_discriminator_arm_end_to_end(tmp_path: Path, toy_cache: Path, acg
             assert sum(int(r["selected"]) for r in rows) == 1
     assert {f.suffix for f in (out / "curves").iterdir()} == {".csv"}  # dvc.yaml declares curves/ as data plots
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["classifier"] == metrics["classifier_detail"] and "Network: cnn" in (out / "summary.md").read_text()
+    assert summary["classifier"] == metrics.classifier_detail and "Network: cnn" in (out / "summary.md").read_text()
     # fine-tuning starts from D's weights: its first-epoch validation loss differs from a fresh network's
     with open(out / "curves" / "real_only-seed0.csv") as a, open(out / "curves" / "acgan_discriminator-seed0.csv") as b:
         assert next(csv.DictReader(a))["val_loss"] != next(csv.DictReader(b))["val_loss"]

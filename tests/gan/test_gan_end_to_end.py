@@ -40,7 +40,7 @@ def test_recipe_draws_phantom_cells_that_pass_the_filter(tmp_path, monkeypatch):
     params.write_text(yaml.safe_dump({"datasets": {"cells": ds}, "gan": gan, "generate": gen}))
     loaded = load_params(params)
     result = train_gan(loaded.gan, "cdcgan", tmp_path / "data", tmp_path / "run")
-    diversity = result.summary["final_diversity_ratio_per_class"]
+    diversity = result.summary.final_diversity_ratio_per_class
     assert not [c for c, r in diversity.items() if r < 0.5], diversity  # no class collapsed
     score = score_checkpoint(result.last, tmp_path / "data", loaded.generate, per_class=40,
                              diversity=diversity)

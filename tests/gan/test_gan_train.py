@@ -132,7 +132,7 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, toy_data, monkeyp
     result = train_gan(cfg, "cdcgan", toy_data, tmp_path / "run", "toy")
 
     client = mlflow.MlflowClient(uri)
-    run = client.get_run(result.summary["mlflow_run_id"])
+    run = client.get_run(result.summary.mlflow_run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["dataset"] == "toy" and run.data.tags["model"] == "cdcgan"
     assert run.data.tags["stage"] == "train_gan" and "git_commit" in run.data.tags
@@ -148,9 +148,9 @@ def test_mlflow_run_has_params_metrics_and_artifacts(tmp_path, toy_data, monkeyp
     # the best checkpoint's generator is registered as <dataset>-<gan>, with its figures as version tags
     assert run.data.tags["generator_registered_as"] == "models:/toy-cdcgan/1"
     version = client.get_model_version("toy-cdcgan", "1")
-    assert version.run_id == run.info.run_id and version.tags["best_epoch"] == str(result.summary["best_epoch"])
+    assert version.run_id == run.info.run_id and version.tags["best_epoch"] == str(result.summary.best_epoch)
     assert version.tags["classes"] == "square,cross" and version.tags["resolution_px"] == "16"
-    assert float(version.tags["best_quality_fd"]) == pytest.approx(result.summary["best_quality_fd"], rel=1e-3)
+    assert float(version.tags["best_quality_fd"]) == pytest.approx(result.summary.best_quality_fd, rel=1e-3)
     best, _ = load_generator(result.best)
     with torch.no_grad():
         assert torch.equal(mlflow.pytorch.load_model("models:/toy-cdcgan/1")(z, y), best(z, y))
@@ -161,8 +161,8 @@ def test_time_limit_stops_early_and_timed_checks_keep_snapshots(tmp_path, toy_da
     section["watch"].update(every_epochs=0, every_minutes=1e-7)
     cfg = load_params(write_params(tmp_path / "params.yaml", section)).gan
     result = train_gan(cfg, "cdcgan", toy_data, tmp_path / "run")
-    assert result.summary["epochs_done"] == 1 and result.summary["steps"] == 4  # stopped after the first epoch
-    assert result.summary["train_minutes"] > 0 and result.summary["precision"]
+    assert result.summary.epochs_done == 1 and result.summary.steps == 4  # stopped after the first epoch
+    assert result.summary.train_minutes > 0 and result.summary.precision
     snapshots = sorted((tmp_path / "run" / "snapshots").glob("minute_*.pt"))
     assert len(snapshots) == 1
     state = load_checkpoint(snapshots[0])

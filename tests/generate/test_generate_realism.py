@@ -19,7 +19,8 @@ from pipeline.data.cache import load_split
 from pipeline.data.synthetic import read_manifest
 from pipeline.errors import ConfigError
 from pipeline.generate.config import GenerateConfig
-from pipeline.generate.run import REASONS, confidence_thresholds, generate_synthetic, write_outputs
+from pipeline.generate.records import REASONS
+from pipeline.generate.run import confidence_thresholds, generate_synthetic, write_outputs
 
 N_PER_CLASS = (30, 30, 30)
 N_VAL = (20, 20, 20)
@@ -113,20 +114,20 @@ def test_junk_and_other_classes_are_rejected_as_unrealistic(toy, with_realism):
             assert by_kind[name][kind] == ["unrealistic"] * JUNK, (name, kind)
         assert set(by_kind[name]["other_class"]) == {"unrealistic"}, name
         n_rejected = 4 * JUNK + len(by_kind[name]["other_class"])
-        counts = with_realism.metrics["counts"][name]
+        counts = with_realism.metrics.counts[name]
         n_real = len(by_kind[name]["real_val"]) + len(by_kind[name]["real_test"])
         real_unrealistic = sum(r == "unrealistic" for kind in ("real_val", "real_test") for r in by_kind[name][kind])
         assert counts["unrealistic"] == n_rejected + real_unrealistic
         assert counts["generated"] == n_rejected + n_real == sum(counts[r] for r in REASONS)
         assert counts["kept"] >= 0.8 * n_real  # real images of the class get through
-    totals = with_realism.metrics["totals"]
-    assert totals["unrealistic"] == sum(with_realism.metrics["counts"][n]["unrealistic"] for n in TARGETS)
+    totals = with_realism.metrics.totals
+    assert totals["unrealistic"] == sum(with_realism.metrics.counts[n]["unrealistic"] for n in TARGETS)
     assert set(REASONS) <= set(totals)
 
 
 def test_real_images_of_the_class_pass_at_the_calibrated_rate(with_realism, toy):
     kinds = toy[4]
-    realism = with_realism.metrics["filter"]["realism"]
+    realism = with_realism.metrics.filter["realism"]
     assert realism["enabled"] and realism["k"] == 3 and realism["val_pass_target"] == 0.9
     for name in TARGETS:
         cal = realism["per_class"][name]
@@ -162,22 +163,22 @@ def test_rejected_images_are_written_to_rejected_with_their_reason(tmp_path, wit
     out = write_outputs(with_realism, tmp_path / "syn")
     rows = read_manifest(out / "manifest.csv")
     unrealistic = [r for r in rows if r["reason"] == "unrealistic"]
-    assert len(unrealistic) == with_realism.metrics["totals"]["unrealistic"]
+    assert len(unrealistic) == with_realism.metrics.totals["unrealistic"]
     assert all(r["path"].startswith("rejected/") and r["kept"] == "false" for r in unrealistic)
     assert all((out / r["path"]).is_file() for r in unrealistic)
 
 
 def test_realism_off_is_the_old_rule(toy, without_realism):
     """memorised, else low_confidence below min_confidence, else kept; and confidence alone keeps junk."""
-    assert without_realism.metrics["filter"]["realism"] == {"enabled": False}
-    threshold = without_realism.metrics["filter"]["confidence_threshold"]
+    assert without_realism.metrics.filter["realism"] == {"enabled": False}
+    threshold = without_realism.metrics.filter["confidence_threshold"]
     assert all(0.0 <= t <= 0.5 for t in threshold.values())  # calibrated on real val images, capped at 0.5
     for r in without_realism.records:
         memorised = r.reason == "memorised"
         assert r.reason == ("memorised" if memorised else "low_confidence" if r.confidence < threshold[r.class_name]
                             else "kept")
         assert np.isnan(r.ball_scale)
-    assert without_realism.metrics["totals"]["unrealistic"] == 0
+    assert without_realism.metrics.totals["unrealistic"] == 0
     by_kind = reasons_by_kind(without_realism, toy[4])
     kept_junk = sum(reasons.count("kept") for name in TARGETS for kind, reasons in by_kind[name].items()
                     if kind in ("grey", "gaussian_noise", "checkerboard", "blank"))

@@ -27,14 +27,14 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
     out = tmp_path / "syn"
     run = run_to(out, toy_data, toy_checkpoint)
     top = max(TRAIN_COUNTS)
-    assert {c: v["target"] for c, v in run.metrics["counts"].items()} == {"disc": top - 6, "bars": top - 4}
-    for c, v in run.metrics["counts"].items():
+    assert {c: v["target"] for c, v in run.metrics.counts.items()} == {"disc": top - 6, "bars": top - 4}
+    for c, v in run.metrics.counts.items():
         assert v["kept"] == v["target"] and v["shortfall"] == 0
         assert v["generated"] == v["kept"] + v["memorised"] + v["unrealistic"] + v["low_confidence"]
     rows = read_manifest(out / "manifest.csv")
     with open(out / "manifest.csv") as f:
         assert next(csv.reader(f)) == MANIFEST_COLUMNS
-    assert len(rows) == run.metrics["totals"]["generated"]
+    assert len(rows) == run.metrics.totals["generated"]
     for row in rows:
         assert (out / row["path"]).is_file(), row["path"]
         assert row["synthetic"] == "true" and row["generator"] == "cdcgan"
@@ -45,7 +45,7 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
             assert png.text["Synthetic"] == "true" and "SYNTHETIC" in png.text["Comment"]
             assert png.text["Class"] == row["class"]
     arrays = load_synthetic(out / "manifest.csv", ["square", "disc", "bars"], 1, 32)
-    assert len(arrays) == sum(v["target"] for v in run.metrics["counts"].values())
+    assert len(arrays) == sum(v["target"] for v in run.metrics.counts.values())
     assert (out / "samples.png").is_file()
     assert len(list((out / "dicom").glob("syn_cdcgan_*.dcm"))) == len(arrays)  # mammography: DICOM on (auto)
 
@@ -53,13 +53,13 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
 def test_quality_metrics_come_with_real_vs_real_references(tmp_path, toy_data, toy_checkpoint):
     run = run_to(tmp_path / "syn", toy_data, toy_checkpoint)
     for subset in ("kept", "generated"):
-        per_class = run.metrics["quality"][subset]["per_class"]
+        per_class = run.metrics.quality[subset]["per_class"]
         assert set(per_class) == {"disc", "bars"}
         for m in per_class.values():
             for key in ("fd", "kid", "precision", "recall", "density", "coverage", "diversity_ms_ssim"):
                 assert m[key]["value"] is not None and m[key]["reference"] is not None, key
-        assert run.metrics["quality"][subset]["overall"]["fd"]["classes"] == ["disc", "bars"]
-    assert run.metrics["settings"]["ms_ssim"] == {"kernel_px": 7, "scales": 2, "weights": pytest.approx([0.1356, 0.8644], abs=1e-3),
+        assert run.metrics.quality[subset]["overall"]["fd"]["classes"] == ["disc", "bars"]
+    assert run.metrics.settings["ms_ssim"] == {"kernel_px": 7, "scales": 2, "weights": pytest.approx([0.1356, 0.8644], abs=1e-3),
                                                   "implementation": "monai.metrics.regression.compute_ms_ssim"}
 
 
@@ -67,7 +67,7 @@ def test_a_shortfall_is_reported_not_hidden(tmp_path, toy_data, toy_checkpoint):
     run = run_to(tmp_path / "syn", toy_data, toy_checkpoint, filter={"enabled": True, "min_confidence": 1.0,
                                                                      "confidence_val_pass": 0.0},
                  target={"mode": "counts", "counts": {"bars": 5}, "max_attempts_factor": 3.0})
-    bars = run.metrics["counts"]["bars"]
+    bars = run.metrics.counts["bars"]
     assert bars["generated"] == 15 and bars["kept"] == 0 and bars["shortfall"] == 5
     assert bars["memorised"] + bars["unrealistic"] + bars["low_confidence"] == 15
     rows = read_manifest(tmp_path / "syn" / "manifest.csv")
@@ -134,7 +134,7 @@ def test_copies_of_training_images_are_gated_and_kept_aside(tmp_path, toy_data, 
     with open(out / "memorised" / "memorised.csv") as f:
         kept_aside = list(csv.DictReader(f))
     assert [r["path"] for r in kept_aside][:2] == ["syn_cdcgan_bars_00000.png", "syn_cdcgan_bars_00001.png"]
-    assert run.metrics["counts"]["bars"]["memorised"] >= 2
-    assert run.metrics["counts"]["bars"]["kept"] == run.metrics["counts"]["bars"]["target"]  # made up for
+    assert run.metrics.counts["bars"]["memorised"] >= 2
+    assert run.metrics.counts["bars"]["kept"] == run.metrics.counts["bars"]["target"]  # made up for
     assert not (out / "images" / "syn_cdcgan_bars_00000.png").exists()
     assert not (out / "images" / "syn_cdcgan_bars_00001.png").exists()

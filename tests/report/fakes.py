@@ -1,18 +1,14 @@
-"""A tiny fake project on disk in the formats the other stages write, for the report tests.
+"""A tiny fake project on disk, written through the record classes of the stages that make each file.
 
-Formats (read from their code where it exists):
 - ingest: ``pipeline.data.cache`` (meta.json, cache/<split>.npz)
-- train_gan: ``stages/train_gan.py`` (models/<ds>/<gan>/train_summary.json from ``pipeline.gan.train``; loss CSV
-  with CSV_COLUMNS)
-- generate: ``pipeline.data.synthetic`` (manifest.csv with MANIFEST_COLUMNS, images/syn_*.png, memorised/)
-  and data/synthetic/<ds>/<gan>/details.json with quality numbers and real-vs-real references
-- evaluate: results/<ds>/details.json (arms with means, CIs and gains, the MLflow parent run id) and
-  results/<ds>/predictions_<arm>.csv (image_id, actual, predicted, seed)
+- train_gan: ``pipeline.gan.records`` (models/<ds>/<gan>/train_summary.json; loss CSV with HISTORY_COLUMNS)
+- generate: ``pipeline.generate.records`` (manifest.csv rows, images/syn_*.png, memorised/memorised.csv and
+  details.json with quality numbers and real-vs-real references)
+- evaluate: ``pipeline.classify.records`` (results/<ds>/details.json, summary.json, predictions/<arm>.csv)
 The headline files under metrics/ are not written: the report does not read them.
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -20,13 +16,15 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from pipeline.classify.records import (HEADLINE, PREDICTION_COLUMNS, EvaluateDetails, EvaluateSummary,
+                                       predictions_path)
 from pipeline.data.cache import SplitArrays
-from pipeline.data.synthetic import MANIFEST_COLUMNS
+from pipeline.gan.records import HISTORY_COLUMNS, TrainSummary
+from pipeline.generate.records import MEMORISED_COLUMNS, GenerateDetails, ManifestRow, write_manifest
+from pipeline.io import write_csv_atomic
 from tests.toydata import write_ingested
 
 CLASSES = ["normal", "benign", "malignant"]
-LOSS_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z", "aux_acc", "noise_std", "quality_fd",
-                "diversity_ratio", "images_per_s")
 
 
 def blob_image(rng: np.random.Generator, cls: int, channels: int, px: int, synthetic: bool) -> np.ndarray:
@@ -101,41 +99,28 @@ def _gan_outputs(root: Path, dataset: str, gan: str, channels: int, px: int, rng
             arr = blob_image(rng, c, channels, px, synthetic=True)
             Image.fromarray(arr[0] if channels == 1 else arr.transpose(1, 2, 0)).save(out / sub / name)
             nn = [i for i in train_ids if f"_{cls}_" in i][k % 3] + ("#mirror" if k == 1 else "")
-            rows.append({"path": f"{sub}/{name}", "class": cls, "generator": gan, "checkpoint": "best.pt epoch 15",
-                         "seed": seed * 1000 + k, "kept": "true" if reason == "kept" else "false", "reason": reason,
-                         "synthetic": "true", "confidence": f"{0.6 + 0.05 * k:.6g}",
-                         "nn_feature_distance": f"{0.2 + 0.3 * k:.6g}", "nn_pixel_distance": f"{0.05 + 0.02 * k:.6g}",
-                         "nn_real_id": nn})
-    with (out / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    with (out / "memorised" / "memorised.csv").open("w", newline="") as fh:  # the gate's statistics
-        writer = csv.writer(fh)
-        writer.writerow(["path", "class", "seed", "nn_real_id", "nn_feature_real_id", "nn_feature_distance",
-                         "nn_feature_relative", "relative_feature_threshold", "nn_pixel_real_id", "nn_pixel_distance",
-                         "nn_pixel_relative", "relative_pixel_threshold"])
-        for r in rows:
-            if r["reason"] == "memorised":
-                writer.writerow([Path(r["path"]).name, r["class"], r["seed"], r["nn_real_id"], r["nn_real_id"],
-                                 r["nn_feature_distance"], 0.3, 0.41, r["nn_real_id"], r["nn_pixel_distance"], 0.6,
-                                 0.52])
-    (root / "models" / dataset / gan).mkdir(parents=True, exist_ok=True)
-    (root / "plots" / "train_gan").mkdir(parents=True, exist_ok=True)
-    (root / "models" / dataset / gan / "train_summary.json").write_text(json.dumps({
-        "dataset": dataset, "model": gan, "epochs": 20, "steps": 400, "best_epoch": 15, "best_quality_fd": 3.2,
-        "best_fd_per_class": {c: 3.0 for c in CLASSES}, "best_diversity_ratio_per_class": {c: 0.9 for c in CLASSES},
-        "final": {"loss_D": 1.2, "loss_G": 0.9}, "images_per_s": 180.0, "device": "cpu", "world_size": 1,
-        "mlflow_run_id": f"trainrun{seed}"}))
-    with (root / "plots" / "train_gan" / f"{dataset}_{gan}.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=LOSS_COLUMNS)
-        writer.writeheader()
-        for e in range(1, 21):
-            writer.writerow({"epoch": e, "step": 20 * e, "loss_D": 1.4 - 0.02 * e, "loss_G": 0.7 + 0.03 * e,
-                             "D_x": 0.6, "D_G_z": 0.4, "aux_acc": 0.5 + 0.02 * e if gan == "acgan" else "",
-                             "noise_std": 0.1 * (1 - e / 20), "quality_fd": 8 - 0.3 * e if e % 5 == 0 else "",
-                             "diversity_ratio": 0.9 if e % 5 == 0 else "", "images_per_s": 180})
-    (out / "details.json").write_text(json.dumps(generate_metrics(dataset, gan)))
+            rows.append(ManifestRow(f"{sub}/{name}", cls, gan, "best.pt epoch 15", seed * 1000 + k, reason,
+                                    0.6 + 0.05 * k, 0.2 + 0.3 * k, 0.05 + 0.02 * k, nn))
+    write_manifest(out / "manifest.csv", rows)
+    write_csv_atomic(out / "memorised" / "memorised.csv", [  # the gate's statistics
+        {"path": Path(r.path).name, "class": r.cls, "seed": r.seed, "nn_real_id": r.nn_real_id,
+         "nn_feature_real_id": r.nn_real_id, "nn_feature_distance": r.nn_feature_distance, "feature_threshold": 1.0,
+         "nn_feature_relative": 0.3, "relative_feature_threshold": 0.41, "nn_pixel_real_id": r.nn_real_id,
+         "nn_pixel_distance": r.nn_pixel_distance, "pixel_threshold_rms": 0.1, "nn_pixel_relative": 0.6,
+         "relative_pixel_threshold": 0.52} for r in rows if r.reason == "memorised"], MEMORISED_COLUMNS)
+    TrainSummary(
+        dataset=dataset, model=gan, epochs=20, epochs_done=20, steps=400, train_minutes=1.5, precision="fp32",
+        best_epoch=15, best_quality_fd=3.2, best_fd_per_class={c: 3.0 for c in CLASSES},
+        best_diversity_ratio_per_class={c: 0.9 for c in CLASSES}, final={"loss_D": 1.2, "loss_G": 0.9},
+        final_fd_per_class={c: 3.1 for c in CLASSES}, final_diversity_ratio_per_class={c: 0.9 for c in CLASSES},
+        images_per_s=180.0, device="cpu", world_size=1, mlflow_run_id=f"trainrun{seed}",
+    ).write(root / "models" / dataset / gan / "train_summary.json")
+    write_csv_atomic(root / "plots" / "train_gan" / f"{dataset}_{gan}.csv", [
+        {"epoch": e, "step": 20 * e, "loss_D": 1.4 - 0.02 * e, "loss_G": 0.7 + 0.03 * e, "D_x": 0.6, "D_G_z": 0.4,
+         "aux_acc": 0.5 + 0.02 * e if gan == "acgan" else "", "noise_std": 0.1 * (1 - e / 20),
+         "quality_fd": 8 - 0.3 * e if e % 5 == 0 else "", "diversity_ratio": 0.9 if e % 5 == 0 else "",
+         "images_per_s": 180} for e in range(1, 21)], HISTORY_COLUMNS)
+    generate_metrics(dataset, gan).write(out / "details.json")
 
 
 def _quality_block(offset: float, reference: bool) -> dict:
@@ -147,7 +132,7 @@ def _quality_block(offset: float, reference: bool) -> dict:
             for k, v in base.items()}
 
 
-def generate_metrics(dataset: str, gan: str) -> dict:
+def generate_metrics(dataset: str, gan: str) -> GenerateDetails:
     """data/synthetic/<ds>/<gan>/details.json as pipeline/generate/run.py writes it (numbers made up)."""
     per_class = {c: {"n_fake": 5, "n_train": 6, "n_val": 2, "n_fake_per_draw": 2,
                      "reference": "train_vs_val" if c != "malignant" else "none: 1 validation image(s), need >= 2",
@@ -156,22 +141,18 @@ def generate_metrics(dataset: str, gan: str) -> dict:
     counts = {c: {"real_train": n, "target": 5, "generated": 7, "kept": 5, "memorised": 1,
                   "unrealistic": int(c == CLASSES[-1]), "low_confidence": int(c != CLASSES[-1]), "shortfall": 0}
               for c, n in zip(CLASSES, (8, 6, 4))}
-    return {"dataset": dataset, "gan": gan, "checkpoint": "best.pt epoch 15", "ema": False, "seed": 0,
-            "counts": counts, "totals": {"target": 15, "generated": 21, "kept": 15, "memorised": 3,
-                                         "unrealistic": 1, "low_confidence": 2, "shortfall": 0},
-            "throughput": {"generation_images_per_s": 900.0, "metrics_s": 1.0, "threads": 2},
-            "memorisation": {"relative_feature_threshold": 0.41, "relative_pixel_threshold": 0.52, "percentile": 1.0,
-                             "k": 5, "n_real_reference": 5, "real_val_flag_rate": 0.02,
-                             "real_val_median_nn_feature": 1.3, "real_val_median_nn_pixel_rms": 0.11,
-                             "match_flips": True, "rule": "..."},
-            "filter": {"enabled": True, "min_confidence": 0.5, "real_val_pass_rate": {c: 0.9 for c in CLASSES}},
-            "quality": {"kept": {"per_class": per_class, "overall": overall},
-                        "generated": {"per_class": per_class, "overall": overall}},
-            "settings": {"reference": "real validation vs real training images of the class"},
-            "dicom_export": False}
-
-
-HEADLINE = ("macro_f1", "balanced_accuracy", "minority_recall", "auc_macro")
+    return GenerateDetails(
+        dataset=dataset, gan=gan, checkpoint="best.pt epoch 15", ema=False, seed=0, counts=counts,
+        totals={"target": 15, "generated": 21, "kept": 15, "memorised": 3, "unrealistic": 1, "low_confidence": 2,
+                "shortfall": 0},
+        throughput={"generation_images_per_s": 900.0, "metrics_s": 1.0, "threads": 2},
+        memorisation={"relative_feature_threshold": 0.41, "relative_pixel_threshold": 0.52, "percentile": 1.0,
+                      "k": 5, "n_real_reference": 5, "real_val_flag_rate": 0.02, "real_val_median_nn_feature": 1.3,
+                      "real_val_median_nn_pixel_rms": 0.11, "match_flips": True, "rule": "..."},
+        filter={"enabled": True, "min_confidence": 0.5, "real_val_pass_rate": {c: 0.9 for c in CLASSES}},
+        quality={"kept": {"per_class": per_class, "overall": overall},
+                 "generated": {"per_class": per_class, "overall": overall}},
+        settings={"reference": "real validation vs real training images of the class"}, dicom_export=False)
 
 
 def _interval(estimate: float, half: float) -> dict:
@@ -199,40 +180,45 @@ def comparison(gans: tuple[str, ...], discriminator_arm: bool = False) -> dict:
 
 
 def evaluate_metrics(dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
-                     discriminator_arm: bool = False) -> dict:
-    """results/<ds>/details.json as pipeline/classify/evaluate.py ``metrics_json`` writes it."""
+                     discriminator_arm: bool = False) -> EvaluateDetails:
+    """results/<ds>/details.json as pipeline/classify/evaluate.py ``evaluate_details`` makes it from ``comparison``."""
     comp = comparison(gans, discriminator_arm)
-    out = {"mlflow_parent_run_id": parent_run_id or "", "n_seeds": 2, "minority_class": "malignant",
-           "best_non_gan": "classical", "time_s": 12.0, "train_time_s_mean": 1.5,
-           "arms": {arm: {m: {"mean": a[m]["estimate"], "low": a[m]["low"], "high": a[m]["high"]} for m in HEADLINE}
-                    for arm, a in comp["arms"].items()}}
-    for ref_name, block in comp["gains"].items():
-        out[f"gains_vs_{ref_name}"] = {arm: {m: {"diff": g[m]["estimate"], "low": g[m]["low"], "high": g[m]["high"],
-                                                 "label": g[m]["label"]} for m in HEADLINE}
-                                       for arm, g in block["arms"].items()}
-    return out
+    gains = {ref_name: {arm: {m: {"diff": g[m]["estimate"], "low": g[m]["low"], "high": g[m]["high"],
+                                  "label": g[m]["label"]} for m in HEADLINE} for arm, g in block["arms"].items()}
+             for ref_name, block in comp["gains"].items()}
+    return EvaluateDetails(
+        mlflow_parent_run_id=parent_run_id or "", n_seeds=2, minority_class="malignant", best_non_gan="classical",
+        classifier="cnn", classifier_detail="cnn", selection="best val_macro_f1", best_epoch_mean={},
+        epochs_run_mean={}, time_s=12.0, train_time_s_mean=1.5, train_cpu_s_mean=1.5,
+        arms={arm: {m: {"mean": a[m]["estimate"], "low": a[m]["low"], "high": a[m]["high"]} for m in HEADLINE}
+              for arm, a in comp["arms"].items()},
+        gains_vs_real_only=gains["real_only"], gains_vs_best_non_gan=gains["best_non_gan"])
+
+
+def evaluate_summary(dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
+                     discriminator_arm: bool = False) -> EvaluateSummary:
+    """results/<ds>/summary.json (numbers made up, no runs)."""
+    comp = comparison(gans, discriminator_arm)
+    return EvaluateSummary(
+        dataset=dataset, classes=CLASSES, minority_class="malignant", seeds=[0, 1], classifier="cnn",
+        selection="best val_macro_f1", arms=comp["arms"], best_non_gan="classical", n_seeds=2, split_hash="0" * 12,
+        params_hash="1" * 12, n_test=14, n_synthetic={gan: 15 for gan in gans}, mlflow_parent_run_id=parent_run_id,
+        timing={"time_s": 12.0}, method="made up", gains=comp["gains"], level=0.95, runs=[])
 
 
 def _evaluation(root: Path, dataset: str, gans: tuple[str, ...], parent_run_id: str | None,
                 rng: np.random.Generator, discriminator_arm: bool = False) -> None:
-    """results/<ds>/details.json, summary.json and predictions/<arm>.csv."""
+    """results/<ds>/details.json, summary.json and predictions/<arm>.csv (2 seeds)."""
     results = root / "results" / dataset
-    (results / "predictions").mkdir(parents=True, exist_ok=True)
-    (results / "details.json").write_text(
-        json.dumps(evaluate_metrics(dataset, gans, parent_run_id, discriminator_arm), indent=2))
+    evaluate_metrics(dataset, gans, parent_run_id, discriminator_arm).write(results / "details.json")
+    evaluate_summary(dataset, gans, parent_run_id, discriminator_arm).write(results / "summary.json")
     truth = [c for c, n in enumerate([6, 5, 3]) for _ in range(n)]
-    comp = comparison(gans, discriminator_arm)
-    for arm in comp["arms"]:
+    for arm in comparison(gans, discriminator_arm)["arms"]:
         accuracy = 0.8 if arm in gans else 0.6
-        with (results / "predictions" / f"{arm}.csv").open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["image_id", "actual", "predicted", "arm", "seed", *(f"p_{c}" for c in CLASSES)])
-            for seed in (0, 1):
-                for k, t in enumerate(truth):
-                    p = t if rng.random() < accuracy else (t + 1) % 3
-                    writer.writerow([f"test_{k}", CLASSES[t], CLASSES[p], arm, seed,
-                                     *(0.8 if c == p else 0.1 for c in range(3))])
-    (results / "summary.json").write_text(json.dumps({
-        "dataset": dataset, "classes": CLASSES, "minority_class": "malignant", "seeds": [0, 1],
-        "arms": list(comp["arms"]), "n_seeds": 2, "n_test": len(truth),
-        "mlflow_parent_run_id": parent_run_id or "", "timing": {"time_s": 12.0}, **comp, "runs": []}))
+        rows = []
+        for seed in (0, 1):
+            for k, t in enumerate(truth):
+                p = t if rng.random() < accuracy else (t + 1) % 3
+                rows.append({"image_id": f"test_{k}", "actual": CLASSES[t], "predicted": CLASSES[p], "arm": arm,
+                             "seed": seed, **{f"p_{c}": 0.8 if i == p else 0.1 for i, c in enumerate(CLASSES)}})
+        write_csv_atomic(predictions_path(results, arm), rows, [*PREDICTION_COLUMNS, *(f"p_{c}" for c in CLASSES)])

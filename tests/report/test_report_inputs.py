@@ -1,4 +1,4 @@
-"""The defensive readers of other stages' outputs, and a report built from nothing at all."""
+"""The readers of other stages' outputs (through their record classes), and a report built from nothing at all."""
 from __future__ import annotations
 
 import json
@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from pipeline.report.config import ReportConfig
-from pipeline.report.inputs import (Evaluation, Paths, Unavailable, _parse_evaluation, collect, read_confusions,
-                                    read_manifest, read_quality)
+from pipeline.report.inputs import Evaluation, Paths, Unavailable, collect, evaluation_of, read_manifest, read_quality
 from pipeline.report.report_page import Provenance, per_class_rates, render_report
-from tests.report.fakes import CLASSES, evaluate_metrics, generate_metrics, make_project
+from tests.report.fakes import CLASSES, evaluate_metrics, evaluate_summary, generate_metrics, make_project
 
 
 def test_nothing_there_gives_not_available_sections(tmp_path: Path) -> None:
@@ -38,20 +37,22 @@ def test_partial_outputs_name_the_missing_stage(tmp_path: Path) -> None:
     assert "not available: run stage evaluate" in html and "not available: run stage train_gan" in html
 
 
-def test_quality_shapes_pair_values_with_references() -> None:
-    shapes = [
-        {"fd": 4.0, "real_vs_real": {"fd": 2.0}, "n_kept": 10},
-        {"quality": {"fd": {"value": 4.0, "reference": 2.0}}},
-        {"metrics": {"fd": 4.0, "fd_real_vs_real": 2.0}, "memorisation_threshold": 0.3, "mlflow_run_id": "x"},
-    ]
-    for shape in shapes:
-        rows = read_quality(shape, CLASSES)
-        assert [(r.metric, r.scope, r.value, r.reference) for r in rows] == [("fd", "all", 4.0, 2.0)], shape
-    per_class = read_quality({"per_class": {"benign": {"kid": 0.1}}, "real_vs_real": {"per_class": {"benign":
-                                                                                                   {"kid": 0.05}}},
-                              "precision_malignant": 0.7}, CLASSES)
-    assert {(r.metric, r.scope, r.value, r.reference) for r in per_class} == {
-        ("kid", "benign", 0.1, 0.05), ("precision", "malignant", 0.7, None)}
+def test_an_input_in_an_older_format_names_the_file_and_the_stage_to_rerun(tmp_path: Path) -> None:
+    make_project(tmp_path, gans=("acgan",))
+    details = tmp_path / "results" / "mammo" / "details.json"
+    data = json.loads(details.read_text())
+    del data["arms"]
+    details.write_text(json.dumps(data))
+    summary = tmp_path / "models" / "mammo" / "acgan" / "train_summary.json"
+    summary.write_text(json.dumps({"steps": 4}))
+    inputs = collect(tmp_path, "mammo")
+    assert inputs.evaluation.message() == (
+        "not available: run stage evaluate (evaluation metrics: results/mammo/details.json no key 'arms' (written "
+        "by an older version); re-run: dvc repro evaluate@mammo)")
+    assert "no key 'dataset' (written by an older version); re-run: dvc repro train_gan@mammo-acgan" in \
+        inputs.gans[0].train_summary.message()
+    html = render_report(inputs, ReportConfig(), Provenance(), "mammo")
+    assert "re-run: dvc repro evaluate@mammo" in html
 
 
 def test_quality_of_the_generate_stage_format() -> None:
@@ -76,70 +77,61 @@ def test_evaluation_of_the_evaluate_stage_format(tmp_path: Path) -> None:
     assert best.p_value == 0.5  # from summary.json's compare_arms blocks
     assert best.gain_vs_non_gan == pytest.approx(0.06)
     assert set(best.gains) == {"macro_f1", "balanced_accuracy", "minority_recall", "auc_macro"}
-    assert [a.gan for a in ev.arms] == [None, None, None, "acgan", "cdcgan"]
+    assert [(a.name, a.gan) for a in ev.arms] == [("acgan", "acgan"), ("cdcgan", "cdcgan"), ("class_weighted", None),
+                                                  ("classical", None), ("real_only", None)]  # details.json's order
     assert set(ev.confusion) == {"real_only", "class_weighted", "classical", "acgan", "cdcgan"}
     assert ev.confusion["acgan"].sum() == 28 and "2 seeds" in ev.confusion_note
-    # details.json alone (no summary.json) is enough, and a metric can be chosen
+    # a metric can be chosen; summary.json is needed too (evaluate writes both)
+    chosen = collect(tmp_path, "mammo", metric="minority_recall").evaluation
+    assert chosen.metric == "minority_recall" and chosen.arm("acgan").gain == pytest.approx(0.08)
+    assert chosen.arm("acgan").label == "gain"
     (tmp_path / "results" / "mammo" / "summary.json").unlink()
-    alone = collect(tmp_path, "mammo", metric="minority_recall").evaluation
-    assert alone.metric == "minority_recall" and alone.arm("acgan").gain == pytest.approx(0.08)
-    assert alone.arm("acgan").p_value is None and alone.arm("acgan").label == "gain"
-    data = evaluate_metrics("mammo", ("acgan",), None)
-    data["arms"]["synthetic_classical"] = data["arms"]["classical"]
-    assert _parse_evaluation(data, "cdcgan").arm("synthetic_classical").gan == "cdcgan"
-    assert _parse_evaluation(data).parent_run_id is None
+    alone = collect(tmp_path, "mammo").evaluation
+    assert isinstance(alone, Unavailable) and alone.path == "results/mammo/summary.json" and alone.stage == "evaluate"
+    details, summary = evaluate_metrics("mammo", ("acgan",), None), evaluate_summary("mammo", ("acgan",), None)
+    details.arms["synthetic_classical"] = details.arms["classical"]
+    assert evaluation_of(details, summary, "cdcgan").arm("synthetic_classical").gan == "cdcgan"
+    assert evaluation_of(details, summary).parent_run_id is None
 
 
 def test_evaluation_written_by_the_classify_package_itself() -> None:
-    """compare_arms + metrics_json of pipeline.classify, when importable: the reader follows their format."""
+    """compare_arms + evaluate_details of pipeline.classify: the reader follows their format."""
     stats = pytest.importorskip("pipeline.classify.stats")
     evaluate = pytest.importorskip("pipeline.classify.evaluate")
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], [10, 8, 6])
     proba = {arm: rng.dirichlet(np.ones(3), size=(2, len(y))) for arm in ("real_only", "classical", "acgan")}
     comparison = stats.compare_arms(y, proba, 2, {"real_only": "real_only", "best_non_gan": "classical"}, n_boot=200)
-    metrics = evaluate.metrics_json(comparison, "run42", {"best_non_gan": "classical"})
-    ev = _parse_evaluation(metrics)
+    extra = {"n_seeds": 2, "minority_class": "2", "classifier": "cnn", "classifier_detail": "cnn", "selection": "",
+             "best_epoch_mean": {}, "epochs_run_mean": {}, "time_s": 1.0, "train_time_s_mean": 1.0,
+             "train_cpu_s_mean": 1.0}
+    details = evaluate.evaluate_details(comparison, "run42", best_non_gan="classical", **extra)
+    summary = evaluate_summary("toy", ("acgan",), "run42")
+    summary.gains = comparison["gains"]
+    ev = evaluation_of(details, summary)
     assert ev.parent_run_id == "run42" and ev.best == "acgan" and ev.baseline == "real_only"
     acgan = ev.arm("acgan")
     assert acgan.gain == pytest.approx(comparison["gains"]["real_only"]["arms"]["acgan"][ev.metric]["estimate"],
                                        abs=1e-4)
     assert acgan.gain_ci is not None and acgan.label in ("gain", "loss", "no gain")
     assert acgan.gain_vs_non_gan is not None
+    assert acgan.p_value == comparison["gains"]["real_only"]["arms"]["acgan"][ev.metric]["wilcoxon_p"]
 
 
-def test_evaluation_shapes() -> None:
-    listed = _parse_evaluation({"metric": "macro_f1", "mlflow": {"parent_run_id": "abc"},
-                                "arms": [{"name": "real", "macro_f1": 0.5, "macro_f1_ci": [0.4, 0.6]},
-                                         {"name": "acgan_x2", "macro_f1": 0.58, "gan": "acgan"}]})
-    assert listed.baseline == "real" and listed.best == "acgan_x2" and listed.parent_run_id == "abc"
-    assert listed.arm("real").ci == (0.4, 0.6)
-    assert listed.arm("acgan_x2").gain == np.float64(0.58 - 0.5) and listed.arm("acgan_x2").gain_ci is None
-    gains_apart = _parse_evaluation({"arms": {"real_only": {"balanced_accuracy": {"mean": 0.6, "ci_low": 0.5,
-                                                                                  "ci_high": 0.7}},
-                                              "cdcgan": {"balanced_accuracy": {"mean": 0.65}}},
-                                     "gains": {"cdcgan": {"balanced_accuracy": {"mean": 0.05, "ci": [-0.02, 0.1]}}},
-                                     "mlflow_run_id": "run9"})
-    assert gains_apart.metric == "balanced_accuracy" and gains_apart.arm("real_only").ci == (0.5, 0.7)
-    assert gains_apart.arm("cdcgan").gain_ci == (-0.02, 0.1) and gains_apart.parent_run_id == "run9"
-
-
-def test_confusions_from_predictions_with_integer_labels(tmp_path: Path) -> None:
-    paths = Paths(tmp_path, "ds")
-    paths.results_dir.mkdir(parents=True)
-    (paths.results_dir / "predictions.csv").write_text("arm,seed,y_true,y_pred\nreal_only,0,0,0\nreal_only,1,2,1\n"
-                                                       "acgan,0,1,1\n")
-    matrices, note = read_confusions(paths, CLASSES, {})
-    assert matrices["real_only"][0, 0] == 1 and matrices["real_only"][2, 1] == 1 and matrices["acgan"].sum() == 1
-    assert "2 seeds" in note
+def test_confusions_from_the_predictions_and_the_seeds_of_the_summary(tmp_path: Path) -> None:
+    make_project(tmp_path, gans=("acgan",))
+    (tmp_path / "results" / "mammo" / "predictions" / "classical.csv").unlink()
+    ev = collect(tmp_path, "mammo").evaluation
+    assert set(ev.confusion) == {"acgan", "real_only", "class_weighted"} and ev.confusion["acgan"].sum() == 28
+    assert ev.confusion_note == "from the predictions on the test split, summed over 2 seeds"
     sens, spec = per_class_rates(np.array([[8, 2], [1, 9]]))
     assert np.allclose(sens, [0.8, 0.9]) and np.allclose(spec, [0.9, 0.8])
 
 
-def test_manifest_reader_tolerates_moved_and_missing_images(tmp_path: Path) -> None:
+def test_manifest_reader_tolerates_missing_images(tmp_path: Path) -> None:
     make_project(tmp_path, gans=("acgan",))
     gan_dir = tmp_path / "data" / "synthetic" / "mammo" / "acgan"
-    rows = read_manifest(gan_dir / "manifest.csv", "manifest.csv")
+    rows = read_manifest(Paths(tmp_path, "mammo"), "acgan")
     assert len(rows) == 21 and sum(r.kept for r in rows) == 15
     moved = next(r for r in rows if r.reason == "memorised")
     assert moved.path.parent.name == "memorised" and moved.nn_feature_distance is not None
@@ -171,7 +163,7 @@ def test_no_patient_level_split_is_said(tmp_path: Path) -> None:
 
 
 def test_every_exclusion_reason_of_generate_is_told_in_plain_words(tmp_path: Path) -> None:
-    from pipeline.generate.run import REASONS
+    from pipeline.generate.records import REASONS
     from pipeline.report.report_page import REASON_TEXT
 
     assert set(REASON_TEXT) == set(REASONS) - {"kept"}
@@ -200,5 +192,6 @@ def test_the_semi_supervised_arm_is_shown_as_what_it_is(tmp_path: Path) -> None:
     assert "acgan_discriminator &#9675;" in html and "acgan_discriminator &#9679;" not in html
     assert "gain vs best non-GAN arm (classical)" in html
     # the other readers' name rules do not take it for a GAN-image arm either
-    data = evaluate_metrics("mammo", ("acgan",), None, discriminator_arm=True)
-    assert _parse_evaluation(data, "acgan").arm("acgan_discriminator").gan is None
+    details = evaluate_metrics("mammo", ("acgan",), None, discriminator_arm=True)
+    summary = evaluate_summary("mammo", ("acgan",), None, discriminator_arm=True)
+    assert evaluation_of(details, summary, "acgan").arm("acgan_discriminator").gan is None

@@ -56,6 +56,8 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from pipeline.io import write_bytes_atomic  # noqa: E402
 from pipeline.gan.config import GanConfig  # noqa: E402
+from pipeline.gan.recipes import apply_recipe  # noqa: E402
+from pipeline.schema import build  # noqa: E402
 from pipeline.gan.models import build_models  # noqa: E402
 from pipeline.runtime import available_cores, cpu_flags, has_cpu_bf16, pick_device, use_cpu_bf16  # noqa: E402
 from pipeline.gan.stabilise import add_instance_noise, d_targets, flip_targets  # noqa: E402
@@ -264,7 +266,8 @@ def write_pngs(root: Path, images: np.ndarray) -> list[Path]:
 
 
 def bench_config(b: GanBench) -> GanConfig:
-    cfg = GanConfig()
+    """The case study's GAN step (one D step, no EMA or DiffAugment: what the naive loop also runs)."""
+    cfg = build(GanConfig, apply_recipe({}, "case_study"), "gan")
     t = cfg.train
     t.epochs, t.batch_size, t.tracking, t.seed = b.epochs, b.batch, False, 0
     t.checkpoint_every_epochs, t.sample_every_epochs, t.log_every_steps = b.epochs, 0, 10**6

@@ -250,7 +250,7 @@ def test_mlflow_server_receives_a_pipeline_run(tmp_path, monkeypatch):
         result = train_gan(cfg, "cdcgan", data, tmp_path / "run", "toy")
 
         client = mlflow.MlflowClient(uri)
-        run = client.get_run(result.summary["mlflow_run_id"])
+        run = client.get_run(result.summary.mlflow_run_id)
         assert run.info.status == "FINISHED"
         assert run.info.artifact_uri.startswith("mlflow-artifacts:/")  # proxied by the server, not a local path
         assert run.data.tags["stage"] == "train_gan" and run.data.tags["dataset"] == "toy"

@@ -44,18 +44,17 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from pipeline.data.cache import load_meta, load_split
-from pipeline.io import atomic_dir, finite, write_csv_atomic
-from pipeline.data.synthetic import SYNTHETIC_PREFIX
+from pipeline.data.synthetic import SYNTHETIC_PREFIX, ManifestRow, fmt, write_manifest
 from pipeline.errors import DataError
 from pipeline.gan.samples import save_grid
 from pipeline.generate.classifier import features_and_probabilities, load_or_train_classifier
 from pipeline.generate.config import GenerateConfig
 from pipeline.generate.dicom import check_synthetic_dicom, series_uids, write_synthetic_dicom
 from pipeline.generate.quality import class_quality, overall, real_reference
-from pipeline.generate.records import (FOLDER_OF, MEMORISED_COLUMNS, REASONS, GenerateDetails, ManifestRow, fmt,
-                                       write_manifest)
+from pipeline.generate.records import FOLDER_OF, MEMORISED_COLUMNS, REASONS, GenerateDetails
 from pipeline.generate.sampling import LoadedGenerator, check_fits_data, image_seed, load_checked_generator, sample
 from pipeline.generate.targets import class_targets
+from pipeline.io import atomic_dir, finite, write_csv_atomic
 from pipeline.progress import progress
 from pipeline.quality.features import extract_features, to_signed_unit
 from pipeline.quality.memorisation import build_reference, fit_thresholds, gate

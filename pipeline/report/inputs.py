@@ -28,9 +28,10 @@ import numpy as np
 
 from pipeline.classify.records import HEADLINE, EvaluateDetails, EvaluateSummary, evaluate_stage, predictions_path
 from pipeline.data.cache import SplitArrays, load_meta, load_split
+from pipeline.data.synthetic import read_manifest as manifest_rows
 from pipeline.errors import DataError
 from pipeline.gan.records import TrainSummary, train_gan_stage
-from pipeline.generate.records import QUALITY_METRICS, GenerateDetails, generate_stage, read_manifest as manifest_rows
+from pipeline.generate.records import QUALITY_METRICS, GenerateDetails, generate_stage
 from pipeline.io import JsonRecord
 from pipeline.names import DISCRIMINATOR_SUFFIX, GANS, MIRROR_SUFFIX, REAL_ONLY, arm_gan
 

@@ -1,14 +1,13 @@
 """Tiny learnable data for the classifier tests: an ingest cache of 16 px shapes and a synthetic manifest."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.classify.config import BudgetConfig, ClassifierConfig, EvaluateConfig, StatsConfig
 from pipeline.data.cache import SplitArrays
-from pipeline.data.synthetic import MANIFEST_COLUMNS
+from pipeline.data import synthetic
 from tests.conftest import write_png
 from tests.toydata import shape_images, toy_split, write_ingested
 
@@ -29,22 +28,17 @@ def write_cache(data_dir: Path, channels: int = 1, splits: dict[str, SplitArrays
 
 def write_manifest(gan_dir: Path, gan: str, per_class: dict[str, int], channels: int = 1, seed: int = 7,
                    excluded: int = 1) -> Path:
-    """syn_ PNGs of learnable shapes + a manifest with MANIFEST_COLUMNS; ``excluded`` extra rows have kept=false."""
+    """syn_ PNGs of learnable shapes + their manifest; the first ``excluded`` rows are memorised (not kept)."""
     rows = []
     labels = [CLASSES.index(c) for c, n in per_class.items() for _ in range(n)]
     images = shape_images(np.array(labels), channels, seed)
     for i, (label, img) in enumerate(zip(labels, images)):
         rel = f"images/syn_{gan}_{CLASSES[label]}_{i:04d}.png"
         write_png(gan_dir / rel, img[0] if channels == 1 else img.transpose(1, 2, 0))
-        kept = i >= excluded
-        rows.append({"path": rel, "class": CLASSES[label], "generator": gan, "checkpoint": "best.pt", "seed": seed,
-                     "kept": "true" if kept else "false", "reason": "" if kept else "near_copy", "synthetic": "true",
-                     "confidence": 0.9, "nn_feature_distance": 1.0, "nn_pixel_distance": 10.0, "nn_real_id": "x"})
+        reason = "kept" if i >= excluded else "memorised"
+        rows.append(synthetic.ManifestRow(rel, CLASSES[label], gan, "best.pt", seed, reason, 0.9, 1.0, 10.0, "x"))
     path = gan_dir / "manifest.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    synthetic.write_manifest(path, rows)
     return path
 
 

@@ -1,24 +1,21 @@
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline.data.cache import SplitArrays
-from pipeline.data.synthetic import MANIFEST_COLUMNS, assert_real_only, load_synthetic, read_manifest
+from pipeline.data.synthetic import ManifestRow, assert_real_only, load_synthetic, read_manifest, write_manifest
 from pipeline.errors import DataError
 from tests.conftest import write_png
 
 
 def manifest(root: Path, rows: list[dict]) -> Path:
+    """A manifest as generate writes it, of rows given by path, class and kept."""
     path = root / "manifest.csv"
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in MANIFEST_COLUMNS})
+    write_manifest(path, [ManifestRow(r["path"], r["class"], "acgan", "best.pt", i, "kept" if r["kept"] == "true"
+                                      else "memorised", 0.9, 1.0, 10.0, "x") for i, r in enumerate(rows)])
     return path
 
 

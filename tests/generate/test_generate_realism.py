@@ -162,10 +162,10 @@ def test_each_image_is_scored_on_its_own_by_the_classifier_in_eval_mode(toy, wit
 def test_rejected_images_are_written_to_rejected_with_their_reason(tmp_path, with_realism):
     out = write_outputs(with_realism, tmp_path / "syn")
     rows = read_manifest(out / "manifest.csv")
-    unrealistic = [r for r in rows if r["reason"] == "unrealistic"]
+    unrealistic = [r for r in rows if r.reason == "unrealistic"]
     assert len(unrealistic) == with_realism.metrics.totals["unrealistic"]
-    assert all(r["path"].startswith("rejected/") and r["kept"] == "false" for r in unrealistic)
-    assert all((out / r["path"]).is_file() for r in unrealistic)
+    assert all(r.path.startswith("rejected/") and not r.kept for r in unrealistic)
+    assert all((out / r.path).is_file() for r in unrealistic)
 
 
 def test_realism_off_is_the_old_rule(toy, without_realism):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data.synthetic import MANIFEST_COLUMNS, read_manifest as read_for_arms
+from pipeline.data.synthetic import MANIFEST_COLUMNS, ManifestRow, read_manifest, write_manifest
 from pipeline.errors import DataError
-from pipeline.generate.records import GenerateDetails, ManifestRow, generate_stage, read_manifest, write_manifest
+from pipeline.generate.records import GenerateDetails, generate_stage
 
 STAGE = generate_stage("mammo", "acgan")
 
@@ -58,9 +58,10 @@ def test_manifest_round_trip_in_the_format_the_arms_read(tmp_path: Path) -> None
     back = read_manifest(path, STAGE)
     assert [r.to_row() for r in back] == [r.to_row() for r in rows()]  # numbers to 6 significant digits
     assert back[1] == rows()[1] and back[0].confidence == 0.912346
-    arms = read_for_arms(path)  # pipeline.data.synthetic: what the classifier arms read
-    assert list(arms[0]) == MANIFEST_COLUMNS and [r["kept"] for r in arms] == ["true", "false"]
-    assert arms[0]["synthetic"] == "true" and arms[0]["confidence"] == "0.912346"
+    with path.open(newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert list(written[0]) == MANIFEST_COLUMNS and [r["kept"] for r in written] == ["true", "false"]
+    assert written[0]["synthetic"] == "true" and written[0]["confidence"] == "0.912346"
 
 
 def test_old_or_missing_manifest_names_the_file_and_the_stage(tmp_path: Path) -> None:

@@ -36,14 +36,13 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
         assert next(csv.reader(f)) == MANIFEST_COLUMNS
     assert len(rows) == run.metrics.totals["generated"]
     for row in rows:
-        assert (out / row["path"]).is_file(), row["path"]
-        assert row["synthetic"] == "true" and row["generator"] == "cdcgan"
-        assert row["checkpoint"].startswith("best.pt@") and "/" not in row["checkpoint"]
-        assert (row["kept"] == "true") == (row["reason"] == "kept")
-        assert row["path"].startswith("images/") == (row["kept"] == "true")
-        with Image.open(out / row["path"]) as png:  # the file itself says it is synthetic
+        assert (out / row.path).is_file(), row.path
+        assert row.generator == "cdcgan"
+        assert row.checkpoint.startswith("best.pt@") and "/" not in row.checkpoint
+        assert row.path.startswith("images/") == (row.kept)
+        with Image.open(out / row.path) as png:  # the file itself says it is synthetic
             assert png.text["Synthetic"] == "true" and "SYNTHETIC" in png.text["Comment"]
-            assert png.text["Class"] == row["class"]
+            assert png.text["Class"] == row.cls
     arrays = load_synthetic(out / "manifest.csv", ["square", "disc", "bars"], 1, 32)
     assert len(arrays) == sum(v["target"] for v in run.metrics.counts.values())
     assert (out / "samples.png").is_file()
@@ -71,7 +70,7 @@ def test_a_shortfall_is_reported_not_hidden(tmp_path, toy_data, toy_checkpoint):
     assert bars["generated"] == 15 and bars["kept"] == 0 and bars["shortfall"] == 5
     assert bars["memorised"] + bars["unrealistic"] + bars["low_confidence"] == 15
     rows = read_manifest(tmp_path / "syn" / "manifest.csv")
-    assert all(r["kept"] == "false" and (tmp_path / "syn" / r["path"]).is_file() for r in rows)
+    assert all(not r.kept and (tmp_path / "syn" / r.path).is_file() for r in rows)
 
 
 def test_same_seed_same_manifest_and_png_bytes(tmp_path, toy_data, toy_checkpoint):
@@ -125,15 +124,15 @@ def test_copies_of_training_images_are_gated_and_kept_aside(tmp_path, toy_data, 
     monkeypatch.setattr(run_module, "sample", copying_sample)
     out = tmp_path / "syn"
     run = run_to(out, toy_data, toy_checkpoint)
-    rows = {r["path"].split("/")[-1]: r for r in read_manifest(out / "manifest.csv")}
+    rows = {r.path.split("/")[-1]: r for r in read_manifest(out / "manifest.csv")}
     first, second = rows["syn_cdcgan_bars_00000.png"], rows["syn_cdcgan_bars_00001.png"]
-    assert first["reason"] == second["reason"] == "memorised" and first["kept"] == "false"
-    assert first["nn_real_id"] == str(train.image_ids[bars[0]]) and float(first["nn_pixel_distance"]) < 1e-6
-    assert second["nn_real_id"] == str(train.image_ids[bars[1]])
+    assert first.reason == second.reason == "memorised" and not first.kept
+    assert first.nn_real_id == str(train.image_ids[bars[0]]) and first.nn_pixel_distance < 1e-6
+    assert second.nn_real_id == str(train.image_ids[bars[1]])
     assert (out / "memorised" / "syn_cdcgan_bars_00000.png").is_file()
     with open(out / "memorised" / "memorised.csv") as f:
         kept_aside = list(csv.DictReader(f))
-    assert [r["path"] for r in kept_aside][:2] == ["syn_cdcgan_bars_00000.png", "syn_cdcgan_bars_00001.png"]
+    assert [k["path"] for k in kept_aside][:2] == ["syn_cdcgan_bars_00000.png", "syn_cdcgan_bars_00001.png"]
     assert run.metrics.counts["bars"]["memorised"] >= 2
     assert run.metrics.counts["bars"]["kept"] == run.metrics.counts["bars"]["target"]  # made up for
     assert not (out / "images" / "syn_cdcgan_bars_00000.png").exists()

@@ -31,7 +31,7 @@ def test_dvc_form_writes_the_folder_and_the_metrics(tmp_path, toy_data, toy_chec
     assert sum(headline["kept"].values()) == sum(headline["target"].values()) == 14
     metrics = json.loads((out / "details.json").read_text())
     assert metrics["totals"]["kept"] == metrics["totals"]["target"] == 14
-    assert len([r for r in read_manifest(out / "manifest.csv") if r["kept"] == "true"]) == 14
+    assert len([r for r in read_manifest(out / "manifest.csv") if r.kept]) == 14
     assert not (out / "metrics.json").exists()
 
 
@@ -40,7 +40,7 @@ def test_standalone_form_with_label_and_count(tmp_path, toy_data, toy_checkpoint
     main(["--checkpoint", str(toy_checkpoint), "--label", "bars", "-n", "3", "--out", str(out),
           "--data-dir", str(toy_data), "--params", str(params)])
     rows = read_manifest(out / "manifest.csv")
-    assert [r["class"] for r in rows if r["kept"] == "true"] == ["bars"] * 3
+    assert [r.cls for r in rows if r.kept] == ["bars"] * 3
     assert json.loads((out / "details.json").read_text())["counts"]["bars"]["kept"] == 3
 
 

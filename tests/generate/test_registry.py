@@ -34,7 +34,7 @@ def register(checkpoint: Path, dataset: str = "toy", model: str = "cdcgan") -> s
 def kept_images(out: Path) -> dict[str, bytes]:
     """File name -> PNG bytes of the kept images (the manifest's checkpoint column aside, the outputs)."""
     rows = read_manifest(out / "manifest.csv")
-    return {r["path"]: (out / r["path"]).read_bytes() for r in rows if r["kept"] == "true"}
+    return {r.path: (out / r.path).read_bytes() for r in rows if r.kept}
 
 
 def draw(source: str | Path, out: Path, data: Path, params: Path, *extra: str) -> dict[str, bytes]:
@@ -83,7 +83,7 @@ def round_trip(tmp_path: Path, toy_data: Path, params: Path, uri: str) -> None:
     latest = draw("models:/toy-cdcgan/latest", tmp_path / "latest", toy_data, params)
     assert latest != from_file  # version 2: other weights
     rows = read_manifest(tmp_path / "from_registry1" / "manifest.csv")
-    assert {r["checkpoint"] for r in rows} == {"models:/toy-cdcgan/1"}  # the alias resolved to its version
+    assert {r.checkpoint for r in rows} == {"models:/toy-cdcgan/1"}  # the alias resolved to its version
 
 
 def test_round_trip_with_a_local_sqlite_store(tmp_path, toy_data, params, monkeypatch):
@@ -206,7 +206,7 @@ def test_console_script_lists_sets_an_alias_and_generates(tmp_path, toy_data, pa
                      *common, cwd=tmp_path, env=env)
     assert drawn.returncode == 0, drawn.stderr
     assert "generate toy/cdcgan: 2/2 kept" in drawn.stdout
-    assert {r["checkpoint"] for r in read_manifest(tmp_path / "out" / "manifest.csv")} == {"models:/toy-cdcgan/1"}
+    assert {r.checkpoint for r in read_manifest(tmp_path / "out" / "manifest.csv")} == {"models:/toy-cdcgan/1"}
     unknown = medsynth("generate", "--checkpoint", "models:/toy-acgan/1", "--out", str(tmp_path / "o2"), *common,
                        cwd=tmp_path, env=env)
     assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [

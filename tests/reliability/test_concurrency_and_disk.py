@@ -70,7 +70,7 @@ def test_full_mlflow_store(stages, tmp_path: Path, empty_mlflow_db: Path) -> Non
     if out.exists():  # written whole before MLflow logging failed
         from pipeline.data.synthetic import read_manifest
 
-        assert all((out / row["path"]).is_file() for row in read_manifest(out / "manifest.csv"))
+        assert all((out / row.path).is_file() for row in read_manifest(out / "manifest.csv"))
     # with space again, the same command succeeds and nothing stays RUNNING
     assert stages.run("stages.generate", *GENERATE, cwd=tmp_path, env=mlflow_env(tmp_path)).returncode == 0
     assert [s for _, s, _, _ in mlflow_runs(tmp_path / "mlflow.db") if s == "RUNNING"] == []

@@ -20,7 +20,8 @@ from pipeline.classify.records import (HEADLINE, PREDICTION_COLUMNS, EvaluateDet
                                        predictions_path)
 from pipeline.data.cache import SplitArrays
 from pipeline.gan.records import HISTORY_COLUMNS, TrainSummary
-from pipeline.generate.records import MEMORISED_COLUMNS, GenerateDetails, ManifestRow, write_manifest
+from pipeline.data.synthetic import ManifestRow, write_manifest
+from pipeline.generate.records import MEMORISED_COLUMNS, GenerateDetails
 from pipeline.io import write_csv_atomic
 from tests.toydata import write_ingested
 

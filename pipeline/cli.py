@@ -80,12 +80,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_preset(args: argparse.Namespace) -> int:
     """Write params.yaml from a preset overlay (the defaults with the preset's keys written over them)."""
     from pipeline.config import preset_path, render_preset
-
-    text = render_preset(preset_path(args.preset))
     from pipeline.io import write_bytes_atomic
 
-    write_bytes_atomic(args.out, text.encode())
-    print(f"{args.out}: written from {preset_path(args.preset)}; run: dvc repro (or dvc exp run -n NAME); "
+    source = preset_path(args.preset)
+    write_bytes_atomic(args.out, render_preset(source).encode())
+    print(f"{args.out}: written from {source}; run: dvc repro (or dvc exp run -n NAME); "
           "back to the default run: git checkout params.yaml")
     return 0
 

@@ -5,8 +5,9 @@
 
 Reads the details the stages wrote beside their outputs: results/<dataset>/details.json (every arm's mean and
 95 % interval over paired seeds, gains against real-only and against the best non-GAN arm with bootstrap
-intervals), data/synthetic/<dataset>/<gan>/details.json (kept / generated per class) and
-models/<dataset>/<gan>/train_summary.json (steps, best epoch, Frechet distance, diversity).
+intervals), data/synthetic/<dataset>/<gan>/details.json (kept / generated per class),
+models/<dataset>/<gan>/train_summary.json (steps, best epoch, Frechet distance, diversity) and
+data/<dataset>/meta.json (split sizes, patient grouping).
 """
 from __future__ import annotations
 
@@ -57,11 +58,25 @@ def kept_images(repo: Path, dataset: str, gan: str) -> int | str:
     return sum(v["kept"] for v in ge["counts"].values()) if ge else "?"
 
 
+def data_line(meta: dict | None, minority: str | None) -> list[str]:
+    """The split the study ran on, from ingest's meta.json: sizes, the minority class's share, patient grouping."""
+    if not meta:
+        return []
+    counts = meta["counts"]
+    sizes = " / ".join(str(sum(counts[s].values())) for s in ("train", "val", "test"))
+    rare = " / ".join(str(counts[s].get(minority, 0)) for s in ("train", "val", "test"))
+    grouping = (f"split by patient ({meta['n_groups']} patients)" if meta.get("patient_level_split") else
+                "no patient ids: the split is per image, so results may be optimistic")
+    return [f"{len(meta['classes'])} classes; {sizes} train / validation / test images (minority class "
+            f"{minority}: {rare}); {grouping}.", ""]
+
+
 def render(repo: Path, dataset: str, grids: dict[str, str] | None = None, timing: dict | None = None) -> str:
     ev = load(repo / "results" / dataset / "details.json")
     if ev is None:
         raise SystemExit(f"{repo}/results/{dataset}/details.json: not found; run the study (dvc repro) first")
-    lines = [f"# Study: {dataset}", "",
+    meta = load(repo / "data" / dataset / "meta.json")
+    lines = [f"# Study: {dataset}", "", *data_line(meta, ev.get("minority_class")),
              f"{ev['n_seeds']} paired seeds per arm (same splits, same seeds), real test split only; "
              f"minority class: {ev.get('minority_class')}; evaluate stage {ev.get('time_s')} s. "
              "Cells: mean over seeds [95 % interval]. Gains: paired difference against real-only "
@@ -112,6 +127,8 @@ def render(repo: Path, dataset: str, grids: dict[str, str] | None = None, timing
                   "| phase | minutes |", "|---|---|"]
         lines += [f"| {phase} | {v['seconds'] / 60:.1f} |" for phase, v in timing["phases"].items()]
         lines.append(f"| total | {timing['total_seconds'] / 60:.1f} |")
+        if timing.get("note"):
+            lines += ["", f"How these were measured: {timing['note']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -83,8 +83,12 @@ def test_study_table_says_gain_only_when_the_interval_excludes_zero(tmp_path):
         "quality": {"kept": {"overall": {"fd": {"value": 30.0, "reference": 20.0},
                                          "coverage": {"value": 0.3, "reference": 0.5}}}}}))
     (gan_dir / "samples.png").write_bytes(b"png")
+    (tmp_path / "data" / "toy").mkdir()
+    (tmp_path / "data" / "toy" / "meta.json").write_text(json.dumps({
+        "classes": ["common", "rare"], "n_groups": 30, "patient_level_split": True,
+        "counts": {"train": {"common": 20, "rare": 4}, "val": {"common": 5, "rare": 1}, "test": {"common": 8}}}))
     grids = study_table.copy_grids(tmp_path, "toy", tmp_path)
-    timing = {"preset": "presets/toy.yaml", "cores": 2, "total_seconds": 600,
+    timing = {"preset": "presets/toy.yaml", "cores": 2, "total_seconds": 600, "note": "evaluate re-run alone",
               "phases": {"train_gan": {"seconds": 540}, "evaluate_and_report": {"seconds": 60}}}
     text = study_table.render(tmp_path, "toy", grids, timing)
     assert "- cdcgan: macro-F1 +0.030 [-0.010, +0.070] (no difference shown (interval spans 0)); " \
@@ -92,3 +96,6 @@ def test_study_table_says_gain_only_when_the_interval_excludes_zero(tmp_path):
     assert "| cdcgan | - | - | - | rare 40/50 | 30.00 (1.50x real-vs-real) | 0.30 (0.60x real-vs-real) |" in text
     assert "![toy cdcgan kept images](toy_cdcgan_kept.png)" in text and (tmp_path / "toy_cdcgan_kept.png").is_file()
     assert "| train_gan | 9.0 |" in text and "| total | 10.0 |" in text
+    assert "2 classes; 24 / 6 / 8 train / validation / test images (minority class rare: 4 / 1 / 0); " \
+           "split by patient (30 patients)." in text
+    assert "How these were measured: evaluate re-run alone." in text

@@ -82,8 +82,8 @@ def write_manifest(path: str | Path, rows: list[ManifestRow]) -> None:
 
 
 def read_manifest(path: str | Path, stage: str = "generate") -> list[ManifestRow]:
-    """The rows of ``path``; a missing file, a missing column, an unparsable row or a row not marked synthetic
-    raises one line naming ``stage`` (the generate stage that wrote it)."""
+    """The rows of ``path``; a missing file, a missing column or an unparsable row raises one line naming ``stage``
+    (the generate stage that wrote it), and so does a row not marked synthetic or whose kept disagrees with reason."""
     try:
         with Path(path).open(newline="") as fh:
             reader = csv.DictReader(fh)
@@ -100,6 +100,9 @@ def read_manifest(path: str | Path, stage: str = "generate") -> list[ManifestRow
         if row.get("synthetic") != "true" or not is_synthetic_id(row.get("path", "")):
             raise DataError(f"{path} line {lineno}: row is not marked synthetic (synthetic=true and a syn_ file "
                             "name); the manifest was edited by hand: regenerate it")
+        if row.get("kept") != ("true" if row.get("reason") == "kept" else "false"):
+            raise DataError(f"{path} line {lineno}: kept={row.get('kept')!r} disagrees with reason="
+                            f"{row.get('reason')!r}; the manifest was edited by hand: regenerate it")
         try:
             out.append(ManifestRow.from_row(row))
         except (TypeError, ValueError) as exc:

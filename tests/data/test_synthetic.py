@@ -36,6 +36,13 @@ def test_unmarked_row_refused(tmp_path: Path) -> None:
         read_manifest(path)
 
 
+def test_kept_that_disagrees_with_reason_refused(tmp_path: Path) -> None:
+    path = manifest(tmp_path, [{"path": "images/syn_acgan_b_0.png", "class": "b", "kept": "true"}])
+    path.write_text(path.read_text().replace(",true,kept,", ",false,kept,"))  # kept column flipped by hand
+    with pytest.raises(DataError, match="line 2: kept='false' disagrees with reason='kept'"):
+        read_manifest(path)
+
+
 def test_real_only_split_check() -> None:
     arrays = SplitArrays(np.zeros((2, 1, 4, 4), np.uint8), np.zeros(2, np.int64),
                          np.array(["mdb001_lesion0", "syn_acgan_b_3.png"]))

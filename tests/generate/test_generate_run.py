@@ -32,8 +32,10 @@ def test_balance_to_majority_reaches_the_targets_in_kept_images(tmp_path, toy_da
         assert v["kept"] == v["target"] and v["shortfall"] == 0
         assert v["generated"] == v["kept"] + v["memorised"] + v["unrealistic"] + v["low_confidence"]
     rows = read_manifest(out / "manifest.csv")
-    with open(out / "manifest.csv") as f:
-        assert next(csv.reader(f)) == MANIFEST_COLUMNS
+    with open(out / "manifest.csv", newline="") as f:
+        written = list(csv.DictReader(f))
+    assert list(written[0]) == MANIFEST_COLUMNS
+    assert all(r["synthetic"] == "true" and (r["kept"] == "true") == (r["reason"] == "kept") for r in written)
     assert len(rows) == run.metrics.totals["generated"]
     for row in rows:
         assert (out / row.path).is_file(), row.path
